@@ -1,0 +1,5 @@
+//! lbsim: the data plane behind the ROMA Connect / APIG VPC channel, ZStack server group,
+//! GA endpoint group and SDRS protection group APIs.
+#![forbid(unsafe_code)]
+
+pub mod model;

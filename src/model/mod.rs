@@ -1,0 +1,75 @@
+//! The seeds' request bodies as serde types, and their validation.
+//!
+//! | seed | type |
+//! | --- | --- |
+//! | 000 add or update member groups | [`MemberGroupsBody`] |
+//! | 001 create VPC channel | [`VpcChannel`] |
+//! | 002 ZStack add backend servers | [`BackendServersBody`] |
+//! | 003 GA add endpoint group | [`EndpointGroupBody`] |
+//! | 004 SDRS create protection group | [`ProtectionGroupBody`] |
+//!
+//! Every type rejects unknown fields. [`Validate::validate`] checks every rule the seeds state
+//! and returns all problems at once, each with its code in the seed's style (`APIG.2011`,
+//! `SYS.1007`, ...) and the parameter's path (`members[2].weight`). [`parse_body`] does both, and
+//! reports every unknown field of a body rather than only the first.
+
+mod channel;
+mod enums;
+mod error;
+mod http_code;
+mod others;
+mod parse;
+mod validate;
+
+pub use channel::*;
+pub use enums::*;
+pub use error::{join_path, Api, Collector, FieldError, Problem, ValidationErrors};
+pub use http_code::HttpCodes;
+pub use others::*;
+pub use parse::{from_json, from_value, parse_text, Format};
+
+/// Checks every rule a seed states for its body.
+pub trait Validate {
+    /// The API family whose error codes this body uses.
+    const API: Api;
+
+    /// Every problem found, with paths relative to the body. Empty when the body is valid.
+    fn validate(&self) -> ValidationErrors;
+}
+
+/// Parses a JSON body (every unknown field reported) and validates it.
+pub fn parse_body<T: Validate + serde::de::DeserializeOwned>(json: &str) -> Result<T, ValidationErrors> {
+    let body: T = from_json(json, T::API)?;
+    body.validate().into_result()?;
+    Ok(body)
+}
+
+impl VpcChannel {
+    /// The member groups in effect: when a name is defined twice, the first definition wins
+    /// (the seed's rule), and the later ones are dropped.
+    pub fn effective_member_groups(&self) -> Vec<&MemberGroup> {
+        first_wins(&self.member_groups)
+    }
+
+    /// Whether the active health check is configured and enabled (`status` absent or 1).
+    pub fn health_check(&self) -> Option<&VpcHealthConfig> {
+        self.vpc_health_config.as_ref().filter(|h| h.status.unwrap_or(1) == 1)
+    }
+}
+
+impl MemberGroupsBody {
+    /// The groups in effect: duplicates by name dropped, the first definition wins.
+    pub fn effective(&self) -> Vec<&MemberGroup> {
+        first_wins(&self.member_groups)
+    }
+}
+
+fn first_wins(groups: &[MemberGroup]) -> Vec<&MemberGroup> {
+    let mut out: Vec<&MemberGroup> = Vec::with_capacity(groups.len());
+    for g in groups {
+        if !out.iter().any(|o| o.member_group_name == g.member_group_name) {
+            out.push(g);
+        }
+    }
+    out
+}
