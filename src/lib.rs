@@ -2,4 +2,8 @@
 //! GA endpoint group and SDRS protection group APIs.
 #![forbid(unsafe_code)]
 
+pub mod balancer;
+pub mod health;
 pub mod model;
+
+pub use balancer::{Balancer, MemberId, Pick, Request, SelectError, Strategy};

@@ -1,0 +1,155 @@
+//! Members: identity (`MemberId`), configuration (`Member`) and the per-member counters that
+//! survive configuration updates (`MemberState`).
+
+use crossbeam_utils::CachePadded;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// A member's identity: `host:port` (ECS members: `ecs_id:port`). Small and `Copy`, so that
+/// embedders can keep it in maps and hand it back to [`crate::balancer::HealthHandle::record`].
+///
+/// Hosts are interned: `MemberId` holds a `&'static str`. The interner is process-wide and
+/// append-only, so its memory is bounded by the number of distinct hosts the process ever sees
+/// (a few bytes each); that is what buys a `Copy` id that still displays as `host:port`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId {
+    host: &'static str,
+    port: u16,
+}
+
+impl MemberId {
+    /// The id of `host:port`.
+    pub fn new(host: &str, port: u16) -> MemberId {
+        MemberId { host: intern(host), port }
+    }
+
+    /// Parses `host:port` (IPv6 hosts as `[::1]:80` or the unbracketed `::1:80`, last colon).
+    pub fn parse(s: &str) -> Option<MemberId> {
+        let (host, port) = s.rsplit_once(':')?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if host.is_empty() {
+            return None;
+        }
+        Some(MemberId::new(host, port.parse().ok()?))
+    }
+
+    pub fn host(&self) -> &'static str {
+        self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Interns a string for the life of the process (see [`MemberId`]).
+pub(crate) fn intern(s: &str) -> &'static str {
+    static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    // A poisoned lock only means another thread panicked while inserting; the set is intact.
+    let mut set = table.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&found) = set.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// One member as configured, after the channel's defaults are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub(crate) id: MemberId,
+    /// The member's own weight (`weight`, absent: 1).
+    pub(crate) weight: u32,
+    /// The weight the strategy uses: in `inherit` mode the group's weight where it has one.
+    pub(crate) effective_weight: u32,
+    pub(crate) group: Option<&'static str>,
+    pub(crate) backup: bool,
+    /// `status` 1 (available) or 2 (unavailable).
+    pub(crate) available: bool,
+    pub(crate) ecs_name: Option<&'static str>,
+}
+
+impl Member {
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// The address to connect to: the host, or the ECS id of an `ecs` member.
+    pub fn host(&self) -> &'static str {
+        self.id.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.id.port
+    }
+
+    /// The configured weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// The weight selection uses (differs from [`Member::weight`] when a member group's weight
+    /// is inherited).
+    pub fn effective_weight(&self) -> u32 {
+        self.effective_weight
+    }
+
+    pub fn group(&self) -> Option<&'static str> {
+        self.group
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.backup
+    }
+
+    /// `status` 1; a member with status 2 is never selected.
+    pub fn is_available(&self) -> bool {
+        self.available
+    }
+
+    pub fn ecs_name(&self) -> Option<&'static str> {
+        self.ecs_name
+    }
+
+    /// Status 1 and a weight above zero: the member can be selected when healthy.
+    pub fn is_enabled(&self) -> bool {
+        self.available && self.effective_weight > 0
+    }
+}
+
+/// Counters of one member that outlive configuration snapshots. Padded to its own cache line so
+/// that picks of different members never write the same line.
+#[derive(Debug, Default)]
+pub(crate) struct MemberState {
+    pub(crate) inner: CachePadded<Counters>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Picks whose guard is still alive (tracked for WLC and where `track_in_flight` is set).
+    pub(crate) in_flight: AtomicU32,
+    /// WLC's smooth-WRR current weight for breaking ties (nginx's `current_weight`).
+    pub(crate) wlc_current: AtomicI64,
+}
+
+impl MemberState {
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+}

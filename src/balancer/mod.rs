@@ -1,0 +1,730 @@
+//! The embeddable balancer: a channel's members, the four strategies, member groups, backups,
+//! health-driven eligibility and in-flight guards.
+//!
+//! ```
+//! use lbsim::{Balancer, Request, health::Outcome, model::VpcChannel};
+//!
+//! let body = r#"{"name": "orders", "port": 8080, "balance_strategy": 1, "member_type": "ip",
+//!     "instance_ids": ["eea73cde015940908ae0117d67bf7330"],
+//!     "members": [{"host": "10.0.0.1", "weight": 5}, {"host": "10.0.0.2"}, {"host": "10.0.0.3"}]}"#;
+//! let channel: VpcChannel = serde_json::from_str(body)?;
+//! let lb = Balancer::from_channel(&channel)?;
+//! let req = Request::new("192.0.2.7".parse()?, "/orders/7?x=1");
+//! let pick = lb.select(&req)?;
+//! assert_eq!((pick.member().host(), pick.member().port()), ("10.0.0.1", 8080));
+//! let id = pick.member().id();
+//! drop(pick); // ends the member's in-flight count
+//! lb.health().record(id, Outcome::Failure); // no check configured: stays `unknown`
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Selection reads one immutable snapshot (`arc-swap`); configuration and health changes build a
+//! new snapshot under a writer lock that the hot path never takes. WRR replays a precomputed
+//! smooth schedule with per-thread cursors; the hash strategies look a key's bucket up in a
+//! precomputed rendezvous table; WLC scans the eligible members' in-flight counters.
+
+mod hash;
+mod member;
+mod snapshot;
+mod wlc;
+mod wrr;
+
+pub use hash::{ip_key, uri_key, uri_key_part, UriHashKey};
+pub use member::{Member, MemberId};
+pub use snapshot::Tier;
+
+use crate::health::{CheckConfig, HealthMachine, HealthState, Outcome};
+use crate::model::{Validate, ValidationErrors, VpcChannel};
+use arc_swap::ArcSwap;
+use member::MemberState;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use snapshot::{Active, BuildInput, GroupSpec, Snapshot};
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `balance_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    /// 1: smooth weighted round robin.
+    Wrr,
+    /// 2: weighted least connections.
+    Wlc,
+    /// 3: consistent weighted hash of the client's source IP.
+    SourceIp,
+    /// 4: consistent weighted hash of the request URI.
+    UriHash,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 4] = [Strategy::Wrr, Strategy::Wlc, Strategy::SourceIp, Strategy::UriHash];
+
+    /// From the seed's `balance_strategy` number.
+    pub fn from_code(code: i64) -> Option<Strategy> {
+        match code {
+            1 => Some(Strategy::Wrr),
+            2 => Some(Strategy::Wlc),
+            3 => Some(Strategy::SourceIp),
+            4 => Some(Strategy::UriHash),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> i64 {
+        match self {
+            Strategy::Wrr => 1,
+            Strategy::Wlc => 2,
+            Strategy::SourceIp => 3,
+            Strategy::UriHash => 4,
+        }
+    }
+
+    /// Short name used by the CLI and reports: `wrr`, `wlc`, `sh`, `uri`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Wrr => "wrr",
+            Strategy::Wlc => "wlc",
+            Strategy::SourceIp => "sh",
+            Strategy::UriHash => "uri",
+        }
+    }
+
+    pub fn is_hash(self) -> bool {
+        matches!(self, Strategy::SourceIp | Strategy::UriHash)
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "wrr" | "1" => Ok(Strategy::Wrr),
+            "wlc" | "2" => Ok(Strategy::Wlc),
+            "sh" | "3" => Ok(Strategy::SourceIp),
+            "uri" | "4" => Ok(Strategy::UriHash),
+            _ => Err(format!("`{s}` is not a strategy: wrr, wlc, sh or uri (or 1-4)")),
+        }
+    }
+}
+
+/// How member-group weights apply (`[balancer] group_weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupWeights {
+    /// A member in a group that has a `member_group_weight` takes that weight in place of its
+    /// own; others keep their own (the seed's wording).
+    #[default]
+    Inherit,
+    /// Pick a group by group weight among groups with an eligible member, then a member inside
+    /// it by the strategy with member weights. A group without a weight weighs the sum of its
+    /// members' weights; an ungrouped member is a group of its own.
+    Hierarchical,
+}
+
+/// A member's health before its first check (`[balancer] initial_health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialHealth {
+    #[default]
+    Healthy,
+    Unhealthy,
+}
+
+/// Options of the balancer that the seed's body cannot carry (the scenario's `[balancer]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub group_weights: GroupWeights,
+    pub uri_hash_key: UriHashKey,
+    pub initial_health: InitialHealth,
+    /// Count in-flight picks for every strategy (always on for WLC).
+    pub track_in_flight: bool,
+    /// Size of the hash strategies' bucket table, as a power of two (12-24); default by member
+    /// count (16-20).
+    pub hash_table_bits: Option<u8>,
+}
+
+/// One request as the balancer sees it: the client's address and the request URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    client: IpAddr,
+    uri: &'a str,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(client: IpAddr, uri: &'a str) -> Request<'a> {
+        Request { client, uri }
+    }
+
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    pub fn uri(&self) -> &'a str {
+        self.uri
+    }
+}
+
+/// Why nothing could be selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectError {
+    #[error("the channel has no members")]
+    NoMembers,
+    #[error("every member is disabled (status 2 or weight 0)")]
+    AllDisabled,
+    #[error("no member is eligible: every enabled member is unhealthy")]
+    AllUnhealthy,
+    #[error("every eligible member was already tried")]
+    AllTried,
+}
+
+/// A selected member. While it lives, the member's in-flight count includes this request (for
+/// WLC, or with `track_in_flight`); dropping it ends the request.
+#[must_use = "dropping the pick at once ends the request's in-flight count"]
+pub struct Pick<'a> {
+    member: Member,
+    state: Option<Arc<MemberState>>,
+    _balancer: PhantomData<&'a Balancer>,
+}
+
+impl Pick<'_> {
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+}
+
+impl Drop for Pick<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = &self.state {
+            s.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for Pick<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pick").field("member", &self.member.id()).finish()
+    }
+}
+
+/// A member's state as seen by reports and `explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberStatus {
+    pub member: Member,
+    pub health: HealthState,
+    pub in_flight: u32,
+    /// In the active tier and eligible now.
+    pub eligible: bool,
+    /// Expected share of picks (WRR, WLC with equal loads) or of the key space (hash strategies).
+    pub expected_share: f64,
+}
+
+/// The configuration part the writer keeps, from which snapshots are built.
+struct Config {
+    strategy: Strategy,
+    members: Vec<Member>,
+    groups: Vec<GroupSpec>,
+    check: Option<CheckConfig>,
+}
+
+struct Writer {
+    config: Config,
+    machines: Vec<HealthMachine>,
+    states: Vec<Arc<MemberState>>,
+    index: HashMap<MemberId, usize>,
+}
+
+/// A channel's balancer. `Send + Sync`: share it (`Arc`, or a `&'static`) between threads.
+pub struct Balancer {
+    snapshot: ArcSwap<Snapshot>,
+    writer: Mutex<Writer>,
+    options: Options,
+    strategy_override: Option<Strategy>,
+}
+
+/// Builds a [`Balancer`] with options (`Balancer::builder(&channel)...build()`).
+pub struct Builder<'c> {
+    channel: &'c VpcChannel,
+    options: Options,
+    strategy: Option<Strategy>,
+}
+
+impl<'c> Builder<'c> {
+    /// All `[balancer]` options at once.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn group_weights(mut self, mode: GroupWeights) -> Self {
+        self.options.group_weights = mode;
+        self
+    }
+
+    pub fn uri_hash_key(mut self, key: UriHashKey) -> Self {
+        self.options.uri_hash_key = key;
+        self
+    }
+
+    pub fn initial_health(mut self, initial: InitialHealth) -> Self {
+        self.options.initial_health = initial;
+        self
+    }
+
+    pub fn track_in_flight(mut self, on: bool) -> Self {
+        self.options.track_in_flight = on;
+        self
+    }
+
+    pub fn hash_table_bits(mut self, bits: u8) -> Self {
+        self.options.hash_table_bits = Some(bits);
+        self
+    }
+
+    /// Runs another strategy than the channel's `balance_strategy` (what `compare` does).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Validates the channel and builds the balancer; the error lists every problem.
+    pub fn build(self) -> Result<Balancer, ValidationErrors> {
+        self.channel.validate().into_result()?;
+        let mut options = self.options;
+        options.hash_table_bits = options.hash_table_bits.map(|b| b.clamp(12, 24));
+        let config = config_of(self.channel, self.strategy);
+        let initial = initial_state(&options);
+        let machines = config
+            .members
+            .iter()
+            .map(|_| HealthMachine::new(config.check.as_ref().map(|c| c.thresholds), initial))
+            .collect();
+        let states = config.members.iter().map(|_| Arc::new(MemberState::default())).collect();
+        let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        let writer = Writer { config, machines, states, index };
+        let snapshot = ArcSwap::from_pointee(build_snapshot(&writer, &options, None));
+        Ok(Balancer { snapshot, writer: Mutex::new(writer), options, strategy_override: self.strategy })
+    }
+}
+
+fn initial_state(options: &Options) -> HealthState {
+    match options.initial_health {
+        InitialHealth::Healthy => HealthState::Healthy,
+        InitialHealth::Unhealthy => HealthState::Unhealthy,
+    }
+}
+
+fn config_of(channel: &VpcChannel, strategy: Option<Strategy>) -> Config {
+    let groups: Vec<GroupSpec> = channel
+        .effective_member_groups()
+        .into_iter()
+        .map(|g| GroupSpec {
+            name: member::intern(&g.member_group_name),
+            weight: g.member_group_weight.map(|w| w.clamp(0, u32::MAX as i64) as u32),
+        })
+        .collect();
+    let channel_port = channel.port.clamp(0, 65535) as u16;
+    let members = channel
+        .members
+        .iter()
+        .map(|m| {
+            let port = match m.port {
+                Some(p) if p > 0 => p.clamp(0, 65535) as u16,
+                _ => channel_port,
+            };
+            let host = m.host.as_deref().or(m.ecs_id.as_deref()).unwrap_or("");
+            let weight = m.weight.unwrap_or(1).clamp(0, u32::MAX as i64) as u32;
+            let group = m.member_group_name.as_deref().map(member::intern);
+            let inherited = group.and_then(|g| groups.iter().find(|s| s.name == g)).and_then(|s| s.weight);
+            Member {
+                id: MemberId::new(host, port),
+                weight,
+                effective_weight: inherited.unwrap_or(weight),
+                group,
+                backup: m.is_backup.unwrap_or(false),
+                available: m.status.unwrap_or(1) != 2,
+                ecs_name: m.ecs_name.as_deref().map(member::intern),
+            }
+        })
+        .collect();
+    Config {
+        strategy: strategy.or_else(|| Strategy::from_code(channel.balance_strategy)).unwrap_or(Strategy::Wrr),
+        members,
+        groups,
+        check: channel.health_check().and_then(CheckConfig::from_config),
+    }
+}
+
+fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) -> Snapshot {
+    let health: Box<[HealthState]> = w.machines.iter().map(|m| m.state()).collect();
+    let input = BuildInput {
+        strategy: w.config.strategy,
+        members: &w.config.members,
+        groups: &w.config.groups,
+        health: &health,
+        mode: options.group_weights,
+        hash_bits: options.hash_table_bits,
+    };
+    let prev_active = previous.and_then(|p| p.active.as_ref().ok());
+    let active = snapshot::build_active(&input, prev_active);
+    Snapshot {
+        strategy: w.config.strategy,
+        members: w.config.members.clone().into(),
+        states: w.states.clone().into(),
+        health,
+        track_in_flight: options.track_in_flight || w.config.strategy == Strategy::Wlc,
+        active,
+    }
+}
+
+impl Balancer {
+    /// A balancer for a channel with default options. Validates the channel first.
+    pub fn from_channel(channel: &VpcChannel) -> Result<Balancer, ValidationErrors> {
+        Balancer::builder(channel).build()
+    }
+
+    pub fn builder(channel: &VpcChannel) -> Builder<'_> {
+        Builder { channel, options: Options::default(), strategy: None }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.snapshot.load().strategy
+    }
+
+    /// Selects a member for a request.
+    #[inline]
+    pub fn select(&self, req: &Request<'_>) -> Result<Pick<'_>, SelectError> {
+        let snap = self.snapshot.load();
+        let active = snap.active.as_ref().map_err(|e| *e)?;
+        let idx = match snap.strategy {
+            Strategy::Wrr => active.wrr_pick(wrr::stripe()),
+            Strategy::Wlc => active.wlc_pick(&snap.states, wrr::stripe()),
+            Strategy::SourceIp => active.hash_pick(ip_key(req.client)),
+            Strategy::UriHash => active.hash_pick(uri_key(req.uri, self.options.uri_hash_key)),
+        };
+        Ok(self.pick(&snap, idx))
+    }
+
+    /// Selects a member other than those in `tried` (a retry). Hash strategies walk the key's
+    /// preference order; WRR and WLC pick as usual among the untried members.
+    pub fn select_excluding(&self, req: &Request<'_>, tried: &[MemberId]) -> Result<Pick<'_>, SelectError> {
+        if tried.is_empty() {
+            return self.select(req);
+        }
+        let snap = self.snapshot.load();
+        let active = snap.active.as_ref().map_err(|e| *e)?;
+        let untried = |i: u32| !tried.contains(&snap.members[i as usize].id);
+        let idx = match snap.strategy {
+            Strategy::Wrr => {
+                let period: usize = active.groups.iter().map(|g| g.schedule.len()).sum::<usize>() + 1;
+                (0..period).map(|_| active.wrr_pick(wrr::stripe())).find(|&i| untried(i))
+            }
+            Strategy::Wlc => active.wlc_pick_filtered(&snap.states, wrr::stripe(), &untried),
+            Strategy::SourceIp => active.hash_pick_filtered(ip_key(req.client), &untried),
+            Strategy::UriHash => active.hash_pick_filtered(uri_key(req.uri, self.options.uri_hash_key), &untried),
+        };
+        idx.map(|i| self.pick(&snap, i)).ok_or(SelectError::AllTried)
+    }
+
+    #[inline]
+    fn pick(&self, snap: &Snapshot, idx: u32) -> Pick<'_> {
+        let i = idx as usize;
+        let state = if snap.track_in_flight {
+            let s = &snap.states[i];
+            s.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+            Some(Arc::clone(s))
+        } else {
+            None
+        };
+        Pick { member: snap.members[i], state, _balancer: PhantomData }
+    }
+
+    /// The key's preference order over the active tier's eligible members (hash strategies):
+    /// its first choice, then where it goes if that one is ineligible or full. Empty for WRR
+    /// and WLC, and when nothing is eligible.
+    pub fn preference(&self, req: &Request<'_>) -> Vec<MemberId> {
+        let snap = self.snapshot.load();
+        let (Ok(active), Some(table)) =
+            (snap.active.as_ref(), snap.active.as_ref().ok().and_then(|a| a.table.as_ref()))
+        else {
+            return Vec::new();
+        };
+        let key = self.key_of(snap.strategy, req);
+        let bucket = hash::bucket_of(key, table.bits);
+        active.preference(bucket).into_iter().map(|i| snap.members[i as usize].id).collect()
+    }
+
+    fn key_of(&self, strategy: Strategy, req: &Request<'_>) -> u64 {
+        match strategy {
+            Strategy::UriHash => uri_key(req.uri, self.options.uri_hash_key),
+            _ => ip_key(req.client),
+        }
+    }
+
+    /// Handle for feeding check results into the members' threshold state machines.
+    pub fn health(&self) -> HealthHandle<'_> {
+        HealthHandle { lb: self }
+    }
+
+    /// The active health check, if one is configured and enabled.
+    pub fn check(&self) -> Option<CheckConfig> {
+        self.writer.lock().config.check.clone()
+    }
+
+    /// Which tier takes traffic now, or why nothing can.
+    pub fn tier(&self) -> Result<Tier, SelectError> {
+        self.snapshot.load().active.as_ref().map(|a| a.tier).map_err(|e| *e)
+    }
+
+    /// Every member with its health, in-flight count, eligibility and expected share.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let snap = self.snapshot.load();
+        let shares = expected_shares(&snap);
+        (0..snap.members.len())
+            .map(|i| MemberStatus {
+                member: snap.members[i],
+                health: snap.health[i],
+                in_flight: snap.states[i].in_flight(),
+                eligible: shares[i].is_some(),
+                expected_share: shares[i].unwrap_or(0.0),
+            })
+            .collect()
+    }
+
+    /// The hash strategies' key space now: which member owns each bucket. `None` for WRR/WLC.
+    pub fn key_space(&self) -> Option<KeySpace> {
+        let snap = self.snapshot.load_full();
+        snap.active.as_ref().ok()?.table.as_ref()?;
+        Some(KeySpace { snap })
+    }
+
+    /// Replaces the configuration. Members whose identity (`host:port`) is unchanged keep their
+    /// health and in-flight counts; their weight, status, group and backup flag take the new
+    /// values. Picks made before keep ending their own member's count. The strategy stays the
+    /// one the balancer was built with when it was overridden.
+    pub fn update(&self, channel: &VpcChannel) -> Result<(), ValidationErrors> {
+        channel.validate().into_result()?;
+        let config = config_of(channel, self.strategy_override);
+        let mut w = self.writer.lock();
+        let thresholds = config.check.as_ref().map(|c| c.thresholds);
+        let initial = initial_state(&self.options);
+        let mut machines = Vec::with_capacity(config.members.len());
+        let mut states = Vec::with_capacity(config.members.len());
+        for m in &config.members {
+            match w.index.get(&m.id) {
+                Some(&old) => {
+                    let prev = &w.machines[old];
+                    let mut machine = HealthMachine::new(thresholds, prev.state());
+                    if prev.thresholds().is_none() || thresholds.is_none() {
+                        machine = HealthMachine::new(thresholds, initial);
+                    }
+                    machines.push(machine);
+                    states.push(Arc::clone(&w.states[old]));
+                }
+                None => {
+                    machines.push(HealthMachine::new(thresholds, initial));
+                    states.push(Arc::new(MemberState::default()));
+                }
+            }
+        }
+        let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        *w = Writer { config, machines, states, index };
+        self.publish(&w);
+        Ok(())
+    }
+
+    fn publish(&self, w: &Writer) {
+        let prev = self.snapshot.load();
+        let next = build_snapshot(w, &self.options, Some(&prev));
+        self.snapshot.store(Arc::new(next));
+    }
+}
+
+/// Expected share of each member (None when not eligible): weight shares for WRR/WLC (group
+/// share times in-group share in hierarchical mode), key-space shares for hash strategies.
+fn expected_shares(snap: &Snapshot) -> Vec<Option<f64>> {
+    let mut out = vec![None; snap.members.len()];
+    let Ok(active) = &snap.active else { return out };
+    if let Some(table) = &active.table {
+        let mut counts = vec![0u64; snap.members.len()];
+        for &o in table.owners.iter() {
+            counts[o as usize] += 1;
+        }
+        let n = table.owners.len() as f64;
+        for g in active.groups.iter() {
+            for &i in g.members.iter() {
+                out[i as usize] = Some(counts[i as usize] as f64 / n);
+            }
+        }
+        return out;
+    }
+    let gsum: f64 = active.groups.iter().map(|g| f64::from(g.weight)).sum();
+    for g in active.groups.iter() {
+        let gshare = if active.groups.len() == 1 { 1.0 } else { f64::from(g.weight) / gsum };
+        let msum: f64 = g.weights.iter().map(|&w| f64::from(w)).sum();
+        for (&i, &w) in g.members.iter().zip(g.weights.iter()) {
+            out[i as usize] = Some(if msum > 0.0 { gshare * f64::from(w) / msum } else { 0.0 });
+        }
+    }
+    out
+}
+
+/// Feeds check results into the members' threshold state machines.
+pub struct HealthHandle<'a> {
+    lb: &'a Balancer,
+}
+
+impl HealthHandle<'_> {
+    /// Counts one check result for a member. Returns the member's new state when this result
+    /// changed it (eligibility follows at once); `None` otherwise, and for an unknown id.
+    pub fn record(&self, id: MemberId, outcome: Outcome) -> Option<HealthState> {
+        self.apply(id, |m| m.record(outcome))
+    }
+
+    /// Marks a member unhealthy at once, without waiting for `threshold_abnormal`.
+    pub fn force_unhealthy(&self, id: MemberId) -> Option<HealthState> {
+        self.apply(id, HealthMachine::force_unhealthy)
+    }
+
+    /// The member's current health, `None` for an unknown id.
+    pub fn state(&self, id: MemberId) -> Option<HealthState> {
+        let w = self.lb.writer.lock();
+        w.index.get(&id).map(|&i| w.machines[i].state())
+    }
+
+    fn apply(&self, id: MemberId, f: impl FnOnce(&mut HealthMachine) -> Option<HealthState>) -> Option<HealthState> {
+        let mut w = self.lb.writer.lock();
+        let i = *w.index.get(&id)?;
+        let changed = f(&mut w.machines[i]);
+        if changed.is_some() {
+            self.lb.publish(&w);
+        }
+        changed
+    }
+}
+
+/// The hash key space at one moment: which member owns each bucket.
+pub struct KeySpace {
+    snap: Arc<Snapshot>,
+}
+
+impl KeySpace {
+    fn table(&self) -> &snapshot::HashTable {
+        // A KeySpace is only made from a snapshot that has a table.
+        match self.snap.active.as_ref().ok().and_then(|a| a.table.as_ref()) {
+            Some(t) => t,
+            None => unreachable!("KeySpace without a table"),
+        }
+    }
+
+    /// Number of buckets.
+    pub fn buckets(&self) -> usize {
+        self.table().owners.len()
+    }
+
+    /// The owner of the bucket that a key hash falls into.
+    pub fn owner_of_key(&self, key: u64) -> MemberId {
+        let t = self.table();
+        self.snap.members[t.owners[hash::bucket_of(key, t.bits)] as usize].id
+    }
+
+    /// Fraction of the key space (0-1) whose owner differs between two key spaces.
+    pub fn moved_fraction(&self, other: &KeySpace) -> f64 {
+        let (a, b) = (self.table(), other.table());
+        if a.bits != b.bits {
+            // Different table sizes: compare at the finer resolution.
+            let bits = a.bits.max(b.bits);
+            let n = 1usize << bits;
+            let moved = (0..n)
+                .filter(|&k| {
+                    let key = (k as u64) << (64 - u32::from(bits));
+                    self.owner_of_key(key) != other.owner_of_key(key)
+                })
+                .count();
+            return moved as f64 / n as f64;
+        }
+        let moved = a
+            .owners
+            .iter()
+            .zip(b.owners.iter())
+            .filter(|(&x, &y)| self.snap.members[x as usize].id != other.snap.members[y as usize].id)
+            .count();
+        moved as f64 / a.owners.len() as f64
+    }
+
+    /// Each owning member's share of the key space, in member order.
+    pub fn shares(&self) -> Vec<(MemberId, f64)> {
+        let t = self.table();
+        let mut counts = vec![0u64; self.snap.members.len()];
+        for &o in t.owners.iter() {
+            counts[o as usize] += 1;
+        }
+        let n = t.owners.len() as f64;
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(i, &c)| (self.snap.members[i].id, c as f64 / n))
+            .collect()
+    }
+}
+
+impl Active {
+    #[inline]
+    pub(crate) fn group_for(&self, stripe: usize) -> usize {
+        if self.groups.len() == 1 {
+            0
+        } else {
+            self.group_schedule[self.cursors.advance(stripe, 0, self.group_schedule.len())] as usize
+        }
+    }
+
+    #[inline]
+    fn wrr_pick(&self, stripe: usize) -> u32 {
+        let g = self.group_for(stripe);
+        let plan = &self.groups[g];
+        let pos = self.cursors.advance(stripe, 1 + g, plan.schedule.len());
+        plan.members[plan.schedule[pos] as usize]
+    }
+
+    #[inline]
+    fn hash_pick(&self, key: u64) -> u32 {
+        match &self.table {
+            Some(t) => t.owners[hash::bucket_of(key, t.bits)],
+            None => self.groups[0].members[0],
+        }
+    }
+
+    fn hash_pick_filtered(&self, key: u64, keep: &dyn Fn(u32) -> bool) -> Option<u32> {
+        let t = self.table.as_ref()?;
+        let first = t.owners[hash::bucket_of(key, t.bits)];
+        if keep(first) {
+            return Some(first);
+        }
+        self.preference(hash::bucket_of(key, t.bits)).into_iter().find(|&i| keep(i))
+    }
+}
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn balancer_is_send_and_sync() {
+        assert_send_sync::<super::Balancer>();
+    }
+}

@@ -1,0 +1,34 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use lbsim::model::VpcChannel;
+use serde_json::{json, Value};
+
+/// A channel body with `balance_strategy` and members given as JSON values.
+pub fn channel_json(strategy: i64, members: Vec<Value>, groups: Vec<Value>) -> Value {
+    json!({
+        "name": "test_channel", "port": 8080, "balance_strategy": strategy, "member_type": "ip",
+        "instance_ids": ["eea73cde015940908ae0117d67bf7330"],
+        "member_groups": groups, "members": members,
+    })
+}
+
+pub fn channel(v: Value) -> VpcChannel {
+    serde_json::from_value(v).expect("test channel parses")
+}
+
+/// Members `10.0.0.1..` with the given weights.
+pub fn weighted(strategy: i64, weights: &[i64]) -> VpcChannel {
+    let members = weights.iter().enumerate().map(|(i, w)| json!({"host": host(i), "weight": w})).collect();
+    channel(channel_json(strategy, members, vec![]))
+}
+
+pub fn host(i: usize) -> String {
+    format!("10.0.{}.{}", i / 250, i % 250 + 1)
+}
+
+pub fn with_check(mut v: Value, normal: i64, abnormal: i64) -> Value {
+    v["vpc_health_config"] = json!({"protocol": "TCP", "threshold_normal": normal, "threshold_abnormal": abnormal,
+        "time_interval": 5, "timeout": 2});
+    v
+}
