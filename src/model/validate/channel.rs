@@ -43,7 +43,7 @@ impl Validate for VpcChannel {
         opt_one_of(&mut c, "type", kind, &[2, 3]);
         if let (Some(k), Some(t)) = (kind, self.vpc_channel_type) {
             let msg =
-                format!("cannot be set together with type (type={k}, vpc_channel_type={t}); leave type empty or 0");
+                format!("`{t}` cannot be set together with a non-zero type (got type={k}); leave type empty or 0");
             c.push(Problem::Conflict, "vpc_channel_type", msg);
         }
         opt_text(&mut c, "dict_code", self.dict_code.as_deref(), &DICT_CODE);

@@ -263,3 +263,54 @@ pub(super) fn no_duplicates<K: PartialEq + std::fmt::Display>(
 pub(super) fn ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Api;
+
+    fn message(s: &str, rule: &Text) -> Option<String> {
+        let mut c = Collector::new(Api::Roma);
+        text(&mut c, "x", s, rule);
+        c.finish().errors.first().map(|e| e.message.clone())
+    }
+
+    #[test]
+    fn text_messages_say_what_is_allowed() {
+        let name =
+            Text::of(3, 64, Chars::set(Letters::Unicode, true, "-_.")).first(Chars::set(Letters::Unicode, false, ""));
+        assert_eq!(message("ab", &name).unwrap(), "must be 3-64 characters long, got 2");
+        assert_eq!(message("1ab", &name).unwrap(), "must start with a letter, got `1`");
+        assert_eq!(message("ab c", &name).unwrap(), "may contain only letters, digits, `-`, `_` and `.`, got ` `");
+        assert_eq!(message("名字_1", &name), None);
+        assert_eq!(message("", &name).unwrap(), "the request parameter must be specified");
+
+        let label = Text::of(1, 63, Chars::set(Letters::Ascii, true, "-")).last(Chars::set(Letters::Ascii, true, ""));
+        assert_eq!(message("a-", &label).unwrap(), "must end with a letter or a digit, got `-`");
+
+        let desc = Text::of(0, 64, Chars::AnyBut("<>")).bytes();
+        assert_eq!(message("a<b", &desc).unwrap(), "must not contain `<` or `>`, got `<`");
+        assert_eq!(message(&"é".repeat(33), &desc).unwrap(), "must be at most 64 bytes long, got 66");
+        let nacos = Text::of(1, 512, Chars::AnyBut("")).first(Chars::AnyBut("@"));
+        assert_eq!(message("@a", &nacos).unwrap(), "must not start with `@`, got `@`");
+    }
+
+    #[test]
+    fn number_and_duplicate_messages() {
+        let mut c = Collector::new(Api::Roma);
+        range(&mut c, "w", 150, 0, 100);
+        at_least(&mut c, "t", 0, 1);
+        opt_one_of(&mut c, "s", Some(3), &[1, 2]);
+        no_duplicates(&mut c, [("a[0]".to_string(), "k"), ("a[1]".to_string(), "j"), ("a[2]".to_string(), "k")], "key");
+        let msgs: Vec<(String, String)> = c.finish().errors.into_iter().map(|e| (e.path, e.message)).collect();
+        assert_eq!(
+            msgs,
+            [
+                ("w".into(), "must be within 0-100, got 150".into()),
+                ("t".into(), "must be at least 1, got 0".into()),
+                ("s".into(), "must be 1 or 2, got 3".into()),
+                ("a[2]".into(), "duplicate key `k`, already given at a[0]".into()),
+            ]
+        );
+    }
+}

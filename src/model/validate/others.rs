@@ -17,7 +17,7 @@ impl Validate for BackendServersBody {
         let mut c = Collector::new(Self::API);
         let p = &self.params;
         if p.servers.is_empty() && p.vm_nics.is_empty() {
-            c.push(Problem::Missing, "params", "at least one of params.servers and params.vmNics must be given");
+            c.push(Problem::Missing, "params", "must list at least one backend in servers or vmNics");
         }
         weighted_keys(&mut c, "params.servers", &p.servers, "an IPv4 or IPv6 address", |k| {
             ip(k).map(|a| a.to_string())
