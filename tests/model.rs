@@ -47,10 +47,10 @@ fn set(v: &mut Value, pointer: &str, new: Value) {
     }
 }
 
-fn mutated(base: &Value, muts: &[(&str, Value)]) -> Value {
+fn mutated<S: AsRef<str>>(base: &Value, muts: &[(S, Value)]) -> Value {
     let mut v = base.clone();
     for (p, new) in muts {
-        set(&mut v, p, new.clone());
+        set(&mut v, p.as_ref(), new.clone());
     }
     v
 }
@@ -64,22 +64,26 @@ fn errors_of<T: Validate + DeserializeOwned>(v: &Value) -> ValidationErrors {
 }
 
 /// Applies mutations to a valid base body; the errors.
-fn errors<T: Validate + DeserializeOwned>(base: &Value, muts: &[(&str, Value)]) -> ValidationErrors {
+fn errors<T: Validate + DeserializeOwned>(base: &Value, muts: &[(impl AsRef<str>, Value)]) -> ValidationErrors {
     errors_of::<T>(&mutated(base, muts))
 }
 
 /// One rule: mutations of the base, and the single `(code, path)` expected (`None`: accepted).
 struct Case {
-    muts: Vec<(&'static str, Value)>,
+    muts: Vec<(String, Value)>,
     expect: Option<(&'static str, &'static str)>,
 }
 
-fn bad(muts: &[(&'static str, Value)], code: &'static str, path: &'static str) -> Case {
-    Case { muts: muts.to_vec(), expect: Some((code, path)) }
+fn owned<S: AsRef<str>>(muts: &[(S, Value)]) -> Vec<(String, Value)> {
+    muts.iter().map(|(p, v)| (p.as_ref().to_string(), v.clone())).collect()
 }
 
-fn good(muts: &[(&'static str, Value)]) -> Case {
-    Case { muts: muts.to_vec(), expect: None }
+fn bad<S: AsRef<str>>(muts: &[(S, Value)], code: &'static str, path: &'static str) -> Case {
+    Case { muts: owned(muts), expect: Some((code, path)) }
+}
+
+fn good<S: AsRef<str>>(muts: &[(S, Value)]) -> Case {
+    Case { muts: owned(muts), expect: None }
 }
 
 /// Runs every case and reports all the failing ones together.
@@ -461,7 +465,10 @@ fn ip_members() {
             bad(&[("/members/1/host", json!("a..b"))], "APIG.2011", "members[1].host"),
             bad(&[("/members/1/host", json!("host_1.example.com"))], "APIG.2011", "members[1].host"),
             bad(&[("/members/1/host", json!(format!("{}.com", "a".repeat(250))))], "APIG.2011", "members[1].host"),
+            bad(&[("/members/1/host", json!("192.168.1.256"))], "APIG.2011", "members[1].host"),
+            bad(&[("/members/1/host", json!("8080"))], "APIG.2011", "members[1].host"),
             good(&[("/members/1/host", json!("backend-1.example.com"))]),
+            good(&[("/members/1/host", json!("localhost"))]),
             good(&[("/members/1/host", json!("fe80::1"))]),
             // Identity is host:port, port 0 or absent meaning the channel's port (22).
             bad(&[("/members/1/host", json!("192.168.0.5"))], "APIG.2012", "members[1]"),
@@ -494,7 +501,7 @@ fn ecs_members() {
     check::<VpcChannel>(
         &base,
         &[
-            good(&[]),
+            good::<&str>(&[]),
             bad(&[("/members/0/ecs_id", json!(DEL))], "APIG.2001", "members[0].ecs_id"),
             bad(&[("/members/0/ecs_id", json!(""))], "APIG.2001", "members[0].ecs_id"),
             bad(&[("/members/0/ecs_id", json!("ecs.1"))], "APIG.2011", "members[0].ecs_id"),
@@ -514,7 +521,7 @@ fn ecs_members() {
 #[test]
 fn health_config() {
     const H: &str = "/vpc_health_config";
-    let p = |f: &str| -> &'static str { Box::leak(format!("{H}/{f}").into_boxed_str()) };
+    let p = |f: &str| -> String { format!("{H}/{f}") };
     check::<VpcChannel>(
         &channel(),
         &[
@@ -582,7 +589,7 @@ fn microservice_registries() {
 
 #[test]
 fn cce_info() {
-    let p = |f: &str| -> &'static str { Box::leak(format!("/microservice_info/{f}").into_boxed_str()) };
+    let p = |f: &str| -> String { format!("/microservice_info/{f}") };
     check::<VpcChannel>(
         &cce_channel(),
         &[
@@ -656,7 +663,7 @@ fn cce_info() {
 
 #[test]
 fn nacos_info() {
-    let p = |f: &str| -> &'static str { Box::leak(format!("/microservice_info/nacos_info/{f}").into_boxed_str()) };
+    let p = |f: &str| -> String { format!("/microservice_info/nacos_info/{f}") };
     check::<VpcChannel>(
         &nacos_channel(),
         &[
@@ -755,7 +762,7 @@ fn zstack_backend_servers() {
             bad(&[("/params/servers/0/192.168.1.1", json!(""))], "SYS.1007", "params.servers[0].192.168.1.1"),
             good(&[("/params/servers/0/192.168.1.1", json!("100"))]),
             bad(
-                &[(Box::leak(format!("/params/vmNics/0/{NIC}").into_boxed_str()), json!("1.5"))],
+                &[(format!("/params/vmNics/0/{NIC}"), json!("1.5"))],
                 "SYS.1007",
                 "params.vmNics[0].70856dd6ee693c30b28e6233850fc494",
             ),
@@ -779,7 +786,7 @@ fn zstack_backend_servers() {
 
 #[test]
 fn ga_endpoint_group() {
-    let p = |f: &str| -> &'static str { Box::leak(format!("/endpoint_group/{f}").into_boxed_str()) };
+    let p = |f: &str| -> String { format!("/endpoint_group/{f}") };
     check::<EndpointGroupBody>(
         &seed("003_endpoint_group.json"),
         &[
@@ -814,7 +821,7 @@ fn ga_endpoint_group() {
 
 #[test]
 fn sdrs_protection_group() {
-    let p = |f: &str| -> &'static str { Box::leak(format!("/server_group/{f}").into_boxed_str()) };
+    let p = |f: &str| -> String { format!("/server_group/{f}") };
     check::<ProtectionGroupBody>(
         &seed("004_protection_group.json"),
         &[

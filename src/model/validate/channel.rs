@@ -212,8 +212,13 @@ fn member_identity(c: &mut Collector, base: &str, m: &MemberInfo, member_type: M
 }
 
 /// A DNS hostname: at most 253 characters, dot-separated non-empty labels of letters, digits, `-`.
+/// The last label is not all digits, so that a malformed IPv4 address (`10.0.0.256`) is not
+/// taken for a hostname.
 fn is_hostname(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    let label_ok = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    s.len() <= 253
+        && s.split('.').all(label_ok)
+        && !s.rsplit('.').next().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn health_config(c: &mut Collector, base: &str, h: &VpcHealthConfig) {
