@@ -5,5 +5,7 @@
 pub mod balancer;
 pub mod health;
 pub mod model;
+#[cfg(feature = "sim")]
+pub mod report;
 
 pub use balancer::{Balancer, MemberId, Pick, Request, SelectError, Strategy};
