@@ -52,8 +52,8 @@ pub fn uri_key(uri: &str, mode: UriHashKey) -> u64 {
 pub fn uri_key_part(uri: &str, mode: UriHashKey) -> &str {
     let uri = strip_authority(uri);
     let end = match mode {
-        UriHashKey::Path => uri.find(['?', '#']),
-        UriHashKey::PathQuery => uri.find('#'),
+        UriHashKey::Path => memchr::memchr2(b'?', b'#', uri.as_bytes()),
+        UriHashKey::PathQuery => memchr::memchr(b'#', uri.as_bytes()),
     };
     match end {
         Some(e) => &uri[..e],

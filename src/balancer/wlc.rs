@@ -65,7 +65,10 @@ impl Active {
             if u64::from(s.in_flight.load(Relaxed)) * bw != bl * w {
                 continue;
             }
-            let cw = s.wlc_current.fetch_add(w as i64, Relaxed) + w as i64;
+            // Load and store, not an atomic add: the tie pass touches every tied member, and
+            // a lost update under concurrency only nudges one tie-break.
+            let cw = s.wlc_current.load(Relaxed) + w as i64;
+            s.wlc_current.store(cw, Relaxed);
             total += w as i64;
             if cw > winner_cw {
                 winner_cw = cw;
@@ -73,7 +76,7 @@ impl Active {
             }
         }
         let s = &states[members[winner] as usize].inner;
-        s.wlc_current.fetch_sub(total, Relaxed);
+        s.wlc_current.store(winner_cw - total, Relaxed);
         Some(members[winner])
     }
 }

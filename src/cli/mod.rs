@@ -1,0 +1,196 @@
+//! The command-line interface (DESIGN §6). Exit codes: 0 ok, 2 invalid input, 1 runtime failure.
+
+use crate::balancer::Strategy;
+use crate::report::{render, OutputFormat, Report};
+use crate::sim::{self, RunOptions, Scenario};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "lbsim", version, about = "Load-balancing data plane and deterministic simulator for the seeds' channel APIs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate a scenario under one strategy (default: the channel's balance_strategy).
+    Run(RunArgs),
+    /// Simulate the same scenario under each strategy and show them side by side.
+    Compare(RunArgs),
+    /// Check a scenario file and print every problem at once (exit 2 when there are any).
+    Validate {
+        /// Scenario file (.toml or .json).
+        scenario: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario file (.toml or .json).
+    scenario: PathBuf,
+    /// Strategy: wrr, wlc, sh, uri (or 1-4). `compare` accepts a comma-separated list.
+    #[arg(long, value_delimiter = ',')]
+    strategy: Vec<Strategy>,
+    /// Seed of the random streams (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulated seconds (default: the scenario's `duration_s`).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write one JSON line per attempt here (`run` only; with `compare`, one file per strategy:
+    /// PATH gets the strategy name before its extension).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Leave the wall-clock figures (`sim.wall_ms`, `sim.requests_per_s`) out of the report, so
+    /// that the same scenario and seed give byte-identical output.
+    #[arg(long)]
+    deterministic: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    /// Bad input: exit 2.
+    Input(String),
+    /// The run itself failed: exit 1.
+    Runtime(String),
+}
+
+fn load(path: &Path) -> Result<Scenario, Failure> {
+    Scenario::load(path).map_err(|e| match e {
+        sim::LoadError::Io { .. } => Failure::Input(e.to_string()),
+        sim::LoadError::Invalid { .. } => Failure::Input(e.to_string()),
+    })
+}
+
+fn dispatch(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Validate { scenario } => {
+            let sc = load(&scenario)?;
+            let members: usize = sc.channels.iter().map(|c| c.channel.members.len()).sum();
+            println!(
+                "{}: ok ({} channel(s), {members} member(s), {} fault(s), {} change(s))",
+                scenario.display(),
+                sc.channels.len(),
+                sc.faults.len(),
+                sc.changes.len()
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            let sc = load(&args.scenario)?;
+            let strategy = match args.strategy.as_slice() {
+                [] => sc.channels.first().and_then(|c| Strategy::from_code(c.channel.balance_strategy)).unwrap_or(Strategy::Wrr),
+                [one] => *one,
+                _ => return Err(Failure::Input("`run` takes one --strategy; use `compare` for several".into())),
+            };
+            let report = run_one(&sc, &args, strategy, args.trace.clone())?;
+            emit(&args, &[report])
+        }
+        Command::Compare(args) => {
+            let sc = load(&args.scenario)?;
+            let strategies = if args.strategy.is_empty() { sc.strategies.clone() } else { args.strategy.clone() };
+            let mut runs = Vec::with_capacity(strategies.len());
+            for s in strategies {
+                let trace = args.trace.as_ref().map(|p| with_suffix(p, s.name()));
+                runs.push(run_one(&sc, &args, s, trace)?);
+            }
+            emit(&args, &runs)
+        }
+    }
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match p.extension() {
+        Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{suffix}"),
+    };
+    p.with_file_name(name)
+}
+
+fn run_one(sc: &Scenario, args: &RunArgs, strategy: Strategy, trace: Option<PathBuf>) -> Result<Report, Failure> {
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(Failure::Input(format!("--duration must be above 0, got {d}")));
+        }
+    }
+    let mut trace_file = match &trace {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| Failure::Runtime(format!("{}: {e}", p.display())))?,
+        )),
+        None => None,
+    };
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>4} [{bar:40}] {percent:>3}% simulated, {elapsed} elapsed")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(strategy.name());
+    let started = Instant::now();
+    let mut shown = false;
+    let mut progress = |f: f64| {
+        // Only runs that take longer than a second get a bar (on stderr, never on stdout).
+        if !shown && started.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_position((f * 1000.0) as u64);
+    };
+    let mut opts = RunOptions::new(strategy);
+    opts.seed = args.seed;
+    opts.duration_s = args.duration;
+    opts.deterministic = args.deterministic;
+    opts.trace = trace_file.as_mut().map(|w| w as &mut dyn Write);
+    opts.progress = Some(&mut progress);
+    let report = sim::run(sc, opts).map_err(|e| Failure::Runtime(format!("{}: {e}", args.scenario.display())))?;
+    bar.finish_and_clear();
+    if let Some(mut w) = trace_file {
+        w.flush().map_err(|e| Failure::Runtime(format!("trace: {e}")))?;
+    }
+    Ok(report)
+}
+
+fn emit(args: &RunArgs, runs: &[Report]) -> Result<(), Failure> {
+    let text = render(runs, args.format);
+    match &args.out {
+        Some(p) => std::fs::write(p, text).map_err(|e| Failure::Runtime(format!("{}: {e}", p.display()))),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| Failure::Runtime(format!("stdout: {e}")))
+        }
+    }
+}

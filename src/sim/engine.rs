@@ -1,0 +1,774 @@
+//! The event loop: arrivals, attempts on simulated backends, retries, health probes, faults,
+//! configuration changes and the seeds' other systems (GA dials, SDRS failover).
+
+use super::faults::MemberFaults;
+use super::metrics::Metrics;
+use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
+use super::traffic::Popularity;
+use crate::balancer::{MemberId, Pick, Strategy};
+use crate::health::{CheckConfig, HealthState, Outcome};
+use crate::model::{CheckProtocol, VpcChannel};
+use crate::report::Report;
+use crate::{Balancer, Request};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// How to run one scenario.
+pub struct RunOptions<'a> {
+    pub strategy: Strategy,
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// Overrides the scenario's duration.
+    pub duration_s: Option<f64>,
+    /// Leave the wall-clock figures out of the report.
+    pub deterministic: bool,
+    /// JSON lines, one per attempt.
+    pub trace: Option<&'a mut dyn Write>,
+    /// Called now and then with the fraction of simulated time done.
+    pub progress: Option<&'a mut dyn FnMut(f64)>,
+}
+
+impl RunOptions<'_> {
+    pub fn new(strategy: Strategy) -> Self {
+        RunOptions { strategy, seed: None, duration_s: None, deterministic: false, trace: None, progress: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("the scenario's channel is invalid: {0}")]
+    Channel(#[from] crate::model::ValidationErrors),
+    #[error("writing the trace failed: {0}")]
+    Trace(#[from] std::io::Error),
+}
+
+/// A 64-bit mix of two values (splitmix64's finalizer over their combination): seeds of the
+/// random streams and the addresses of simulated clients.
+fn mix_seed(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Simulated time in microseconds.
+type Micros = u64;
+
+fn us(s: f64) -> Micros {
+    (s * 1e6).round().max(0.0) as Micros
+}
+
+fn secs(t: Micros) -> f64 {
+    t as f64 / 1e6
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    Arrival,
+    /// The backend finished serving an attempt (slot, generation).
+    ServiceEnd(u32, u32),
+    /// The attempt's timeout expired (slot, generation).
+    Timeout(u32, u32),
+    Probe(u32),
+    ProbeResult(u32, Outcome),
+    Change(u32),
+    FailoverStart,
+    FailoverDone,
+}
+
+struct Entry {
+    t: Micros,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.seq) == (o.t, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap; the earliest (then first scheduled) pops first.
+        (o.t, o.seq).cmp(&(self.t, self.seq))
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Refused,
+    Timeout,
+    QueueFull,
+    Reset,
+    Error5xx,
+    NoMember,
+}
+
+impl Failure {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Failure::Refused => "refused",
+            Failure::Timeout => "timeout",
+            Failure::QueueFull => "queue_full",
+            Failure::Reset => "reset",
+            Failure::Error5xx => "error_5xx",
+            Failure::NoMember => "no_member",
+        }
+    }
+
+    fn retriable(self) -> bool {
+        matches!(self, Failure::Refused | Failure::Timeout | Failure::QueueFull | Failure::Reset)
+    }
+}
+
+struct Req {
+    arrival: Micros,
+    client: u32,
+    uri: u32,
+    channel: u16,
+    attempts: u32,
+    tried: Vec<MemberId>,
+    last_failure: Failure,
+}
+
+struct Attempt<'a> {
+    gen: u32,
+    req: u32,
+    member: u32,
+    start: Micros,
+    /// The client gave up (timeout); the backend may still be busy with it.
+    abandoned: bool,
+    /// Holding a backend slot (as opposed to waiting in its queue).
+    serving: bool,
+    pick: Option<Pick<'a>>,
+}
+
+/// A simulated member's backend.
+pub(crate) struct Backend {
+    pub(crate) id: MemberId,
+    pub(crate) channel: usize,
+    pub(crate) spec: BackendSpec,
+    pub(crate) faults: MemberFaults,
+    busy: u32,
+    queue: VecDeque<(u32, u32)>,
+}
+
+/// Random streams, one per model.
+struct Streams {
+    arrivals: ChaCha8Rng,
+    clients: ChaCha8Rng,
+    uris: ChaCha8Rng,
+    service: ChaCha8Rng,
+    faults: ChaCha8Rng,
+    probes: ChaCha8Rng,
+    groups: ChaCha8Rng,
+}
+
+impl Streams {
+    fn new(seed: u64) -> Streams {
+        let s = |k: u64| ChaCha8Rng::seed_from_u64(mix_seed(seed, k));
+        Streams { arrivals: s(1), clients: s(2), uris: s(3), service: s(4), faults: s(5), probes: s(6), groups: s(7) }
+    }
+}
+
+struct Engine<'a, 'w> {
+    sc: &'a Scenario,
+    strategy: Strategy,
+    end: Micros,
+    lbs: &'a [Balancer],
+    channels: Vec<VpcChannel>,
+    checks: Vec<Option<CheckConfig>>,
+    backends: Vec<Backend>,
+    index: HashMap<MemberId, u32>,
+    heap: BinaryHeap<Entry>,
+    seq: u64,
+    reqs: Vec<Req>,
+    free_reqs: Vec<u32>,
+    attempts: Vec<Attempt<'a>>,
+    free_attempts: Vec<u32>,
+    rng: Streams,
+    clients: Popularity,
+    uris: Popularity,
+    uri_buf: String,
+    m: Metrics,
+    trace: Option<&'w mut dyn Write>,
+    failover: Failover,
+    events: u64,
+}
+
+#[derive(Default)]
+struct Failover {
+    started: Option<Micros>,
+    done: Option<Micros>,
+}
+
+/// Runs a scenario under one strategy and returns its report.
+pub fn run(sc: &Scenario, mut opts: RunOptions<'_>) -> Result<Report, SimError> {
+    let wall = std::time::Instant::now();
+    let seed = opts.seed.unwrap_or(sc.seed);
+    let duration = opts.duration_s.unwrap_or(sc.duration_s);
+    let channels: Vec<VpcChannel> = sc.channels.iter().map(|c| c.channel.clone()).collect();
+    let lbs: Vec<Balancer> = channels
+        .iter()
+        .map(|c| {
+            let c = standby_overlay(sc, c, false, &sc.backends);
+            Balancer::builder(&c).options(sc.balancer.clone()).strategy(opts.strategy).build()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut e = Engine::new(sc, opts.strategy, seed, duration, &lbs, channels, opts.trace.take());
+    e.start();
+    let mut last_progress = 0u64;
+    while let Some(Entry { t, ev, .. }) = e.heap.pop() {
+        e.events += 1;
+        e.step(t, ev)?;
+        if let Some(p) = opts.progress.as_mut() {
+            if e.events - last_progress >= 1 << 16 {
+                last_progress = e.events;
+                p((secs(t) / duration).min(1.0));
+            }
+        }
+    }
+    let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+    let failover = (e.failover.started, e.failover.done);
+    let events = e.events;
+    let report = e.m.finish(super::metrics::Finish {
+        scenario: sc,
+        seed,
+        duration_s: duration,
+        backends: &e.backends,
+        lbs: &lbs,
+        failover: (failover.0.map(secs), failover.1.map(secs)),
+        events,
+        wall_ms: (!opts.deterministic).then_some(wall_ms),
+    });
+    Ok(report)
+}
+
+/// The channel as the balancer sees it under a protection group: target-AZ members stand by
+/// (status 2) until the failover completes; after it, the source AZ's members take no traffic.
+fn standby_overlay(sc: &Scenario, ch: &VpcChannel, failed_over: bool, backends: &[BackendSpec]) -> VpcChannel {
+    let Some(pg) = &sc.protection_group else { return ch.clone() };
+    let g = &pg.body.server_group;
+    let off_az = if failed_over { &g.source_availability_zone } else { &g.target_availability_zone };
+    let mut out = ch.clone();
+    let ids = super::scenario::member_ids(ch);
+    for (m, id) in out.members.iter_mut().zip(ids) {
+        let az = backends.iter().find(|b| MemberId::parse(&b.member) == Some(id)).and_then(|b| b.az.as_deref());
+        if az == Some(off_az.as_str()) {
+            m.status = Some(2);
+        }
+    }
+    out
+}
+
+impl<'a, 'w> Engine<'a, 'w> {
+    fn new(
+        sc: &'a Scenario,
+        strategy: Strategy,
+        seed: u64,
+        duration: f64,
+        lbs: &'a [Balancer],
+        channels: Vec<VpcChannel>,
+        trace: Option<&'w mut dyn Write>,
+    ) -> Self {
+        let checks = lbs.iter().map(|lb| lb.check()).collect();
+        let mut e = Engine {
+            sc,
+            strategy,
+            end: us(duration),
+            lbs,
+            channels,
+            checks,
+            backends: Vec::new(),
+            index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            reqs: Vec::new(),
+            free_reqs: Vec::new(),
+            attempts: Vec::new(),
+            free_attempts: Vec::new(),
+            rng: Streams::new(seed),
+            clients: Popularity::zipf(sc.traffic.clients, sc.traffic.client_zipf),
+            uris: Popularity::zipf(sc.traffic.uris, sc.traffic.uri_zipf),
+            uri_buf: String::with_capacity(64),
+            m: Metrics::new(sc, strategy, duration),
+            trace,
+            failover: Failover::default(),
+            events: 0,
+        };
+        for c in 0..e.channels.len() {
+            e.register_members(c, 0);
+        }
+        e
+    }
+
+    /// Adds backends for members of channel `c` not seen before; schedules their probes.
+    fn register_members(&mut self, c: usize, now: Micros) {
+        for id in super::scenario::member_ids(&self.channels[c]) {
+            if self.index.contains_key(&id) {
+                continue;
+            }
+            let spec = self
+                .sc
+                .backends
+                .iter()
+                .find(|b| MemberId::parse(&b.member) == Some(id))
+                .cloned()
+                .unwrap_or_else(|| BackendSpec::default_for(id));
+            let mut faults = MemberFaults::default();
+            for (i, f) in self.sc.faults.iter().enumerate() {
+                let hit = match f.kind {
+                    FaultKind::AzDown => spec.az.is_some() && f.az == spec.az,
+                    _ => f.member.as_deref().and_then(MemberId::parse) == Some(id),
+                };
+                if hit {
+                    faults.add(i, f, secs(self.end));
+                }
+            }
+            let idx = self.backends.len() as u32;
+            self.index.insert(id, idx);
+            let windows: Vec<(usize, f64, f64)> = faults.indices().map(|i| {
+                let f = &self.sc.faults[i];
+                (i, f.at_s, f.until_s.unwrap_or(f64::INFINITY))
+            }).collect();
+            let initial = self.lbs[c].health().state(id).unwrap_or(HealthState::Unknown);
+            self.m.add_member(id, &spec, windows, initial, secs(now));
+            self.backends.push(Backend { id, channel: c, spec, faults, busy: 0, queue: VecDeque::new() });
+            if let Some(check) = &self.checks[c] {
+                let jitter = self.rng.probes.gen::<f64>() * f64::from(check.interval_s);
+                self.schedule(now + us(jitter), Ev::Probe(idx));
+            }
+        }
+    }
+
+    fn schedule(&mut self, t: Micros, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Entry { t, seq: self.seq, ev });
+    }
+
+    fn start(&mut self) {
+        self.schedule(0, Ev::Arrival);
+        for (i, ch) in self.sc.changes.iter().enumerate() {
+            if us(ch.at_s) <= self.end {
+                self.schedule(us(ch.at_s), Ev::Change(i as u32));
+            }
+        }
+        if let Some(pg) = &self.sc.protection_group {
+            let src = &pg.body.server_group.source_availability_zone;
+            let start = self
+                .sc
+                .faults
+                .iter()
+                .filter(|f| f.kind == FaultKind::AzDown && f.az.as_ref() == Some(src))
+                .map(|f| f.at_s)
+                .reduce(f64::min);
+            if let Some(at) = start {
+                self.schedule(us(at), Ev::FailoverStart);
+            }
+        }
+        self.account(0);
+    }
+
+    fn step(&mut self, t: Micros, ev: Ev) -> Result<(), SimError> {
+        match ev {
+            Ev::Arrival => self.arrival(t)?,
+            Ev::ServiceEnd(slot, gen) => self.service_end(t, slot, gen)?,
+            Ev::Timeout(slot, gen) => self.timeout(t, slot, gen)?,
+            Ev::Probe(m) => self.probe(t, m),
+            Ev::ProbeResult(m, outcome) => self.probe_result(t, m, outcome),
+            Ev::Change(i) => self.change(t, i as usize)?,
+            Ev::FailoverStart => {
+                let fs = self.sc.protection_group.as_ref().map_or(0.0, |p| p.failover_s);
+                self.failover.started = Some(t);
+                self.m.failover_started(secs(t));
+                self.schedule(t + us(fs), Ev::FailoverDone);
+            }
+            Ev::FailoverDone => {
+                self.failover.done = Some(t);
+                self.m.failover_done(secs(t));
+                for c in 0..self.channels.len() {
+                    let ch = standby_overlay(self.sc, &self.channels[c], true, &self.sc.backends);
+                    self.lbs[c].update(&ch)?;
+                }
+                self.account(t);
+            }
+        }
+        Ok(())
+    }
+
+    fn arrival(&mut self, t: Micros) -> Result<(), SimError> {
+        let gap = self.sc.traffic.next_gap(secs(t), &mut self.rng.arrivals);
+        let next = t + us(gap).max(1);
+        if next < self.end {
+            self.schedule(next, Ev::Arrival);
+        }
+        let client = self.clients.sample(&mut self.rng.clients);
+        let uri = self.uris.sample(&mut self.rng.uris);
+        let channel = self.choose_channel();
+        let r = Req {
+            arrival: t,
+            client,
+            uri,
+            channel: channel as u16,
+            attempts: 0,
+            tried: Vec::new(),
+            last_failure: Failure::NoMember,
+        };
+        let slot = match self.free_reqs.pop() {
+            Some(s) => {
+                let tried = std::mem::take(&mut self.reqs[s as usize].tried);
+                self.reqs[s as usize] = Req { tried, ..r };
+                self.reqs[s as usize].tried.clear();
+                s
+            }
+            None => {
+                self.reqs.push(r);
+                (self.reqs.len() - 1) as u32
+            }
+        };
+        self.m.arrived(client, uri, channel);
+        self.attempt(t, slot)
+    }
+
+    /// GA: a listener's traffic split by the groups' dials among groups with an eligible member.
+    fn choose_channel(&mut self) -> usize {
+        if self.lbs.len() == 1 {
+            return 0;
+        }
+        let dials: Vec<f64> = self
+            .sc
+            .channels
+            .iter()
+            .zip(self.lbs)
+            .map(|(c, lb)| {
+                let dial = c.endpoint_group.as_ref().and_then(|g| g.traffic_dial_percentage).unwrap_or(100);
+                if lb.tier().is_ok() {
+                    dial as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let total: f64 = dials.iter().sum();
+        let x = self.rng.groups.gen::<f64>() * total;
+        let mut acc = 0.0;
+        for (i, d) in dials.iter().enumerate() {
+            acc += d;
+            if x < acc {
+                return i;
+            }
+        }
+        // Nothing eligible anywhere (or every dial 0): the first group, which will fail the request.
+        dials.iter().position(|&d| d > 0.0).unwrap_or(0)
+    }
+
+    fn client_ip(&self, client: u32) -> IpAddr {
+        let h = mix_seed(self.sc.seed ^ 0xC11E, u64::from(client));
+        let v6 = ((h >> 11) as f64 / (1u64 << 53) as f64) < self.sc.traffic.ipv6_fraction;
+        if v6 {
+            IpAddr::V6(Ipv6Addr::from(0x2001_0db8u128 << 96 | u128::from(h)))
+        } else {
+            IpAddr::V4(Ipv4Addr::from((10u32 << 24) | (h as u32 & 0x00FF_FFFF)))
+        }
+    }
+
+    fn write_uri(&mut self, uri: u32) {
+        use std::fmt::Write as _;
+        self.uri_buf.clear();
+        let _ = write!(self.uri_buf, "/api/v1/items/{uri}");
+    }
+
+    fn attempt(&mut self, t: Micros, req: u32) -> Result<(), SimError> {
+        let (client, uri, channel) = {
+            let r = &self.reqs[req as usize];
+            (r.client, r.uri, r.channel as usize)
+        };
+        let ip = self.client_ip(client);
+        if self.strategy == Strategy::UriHash || self.trace.is_some() {
+            self.write_uri(uri);
+        } else {
+            self.uri_buf.clear();
+            self.uri_buf.push('/');
+        }
+        let lbs: &'a [Balancer] = self.lbs;
+        let request = Request::new(ip, &self.uri_buf);
+        let r = &mut self.reqs[req as usize];
+        r.attempts += 1;
+        let picked =
+            if r.tried.is_empty() { lbs[channel].select(&request) } else { lbs[channel].select_excluding(&request, &r.tried) };
+        let pick = match picked {
+            Ok(p) => p,
+            Err(_) => {
+                // Nothing left to try: the request fails with its last attempt's reason.
+                let reason = if r.tried.is_empty() { Failure::NoMember } else { r.last_failure };
+                if r.tried.is_empty() {
+                    self.trace_attempt(t, req, None, reason.as_str(), None)?;
+                }
+                return self.finish(t, req, Err(reason));
+            }
+        };
+        let id = pick.member().id();
+        let Some(&m) = self.index.get(&id) else {
+            // A member the engine does not know yet cannot happen: changes register theirs.
+            return self.finish(t, req, Err(Failure::NoMember));
+        };
+        self.m.attempt_started(m, secs(t));
+        let slot = self.new_attempt(req, m, t, pick);
+        let cond = self.backends[m as usize].faults.at(secs(t));
+        if cond.down {
+            return self.attempt_failed(t, slot, Failure::Refused);
+        }
+        let b = &mut self.backends[m as usize];
+        if b.busy < b.spec.max_in_flight {
+            b.busy += 1;
+            self.m.in_flight(m, b.busy as u64 + b.queue.len() as u64);
+            self.begin_service(t, slot);
+        } else if (b.queue.len() as u32) < b.spec.max_queue {
+            let gen = self.attempts[slot as usize].gen;
+            b.queue.push_back((slot, gen));
+            self.m.in_flight(m, b.busy as u64 + b.queue.len() as u64);
+            let to = us(self.sc.traffic.request_timeout_ms / 1e3);
+            self.schedule(t + to, Ev::Timeout(slot, gen));
+        } else {
+            return self.attempt_failed(t, slot, Failure::QueueFull);
+        }
+        Ok(())
+    }
+
+    fn new_attempt(&mut self, req: u32, member: u32, t: Micros, pick: Pick<'a>) -> u32 {
+        let a = Attempt { gen: 0, req, member, start: t, abandoned: false, serving: false, pick: Some(pick) };
+        match self.free_attempts.pop() {
+            Some(s) => {
+                let gen = self.attempts[s as usize].gen.wrapping_add(1);
+                self.attempts[s as usize] = Attempt { gen, ..a };
+                s
+            }
+            None => {
+                self.attempts.push(a);
+                (self.attempts.len() - 1) as u32
+            }
+        }
+    }
+
+    fn begin_service(&mut self, t: Micros, slot: u32) {
+        let a = &mut self.attempts[slot as usize];
+        a.serving = true;
+        let (gen, m, start) = (a.gen, a.member as usize, a.start);
+        let b = &self.backends[m];
+        let slow = b.faults.at(secs(t)).slow;
+        let st_ms = self.sc.traffic.service_time_ms.sample(&mut self.rng.service) * b.spec.speed * slow;
+        let done = t + us(st_ms / 1e3).max(1);
+        self.schedule(done, Ev::ServiceEnd(slot, gen));
+        let deadline = start + us(self.sc.traffic.request_timeout_ms / 1e3);
+        // A queued attempt already has its timeout scheduled from when it arrived.
+        if done > deadline && start == t {
+            self.schedule(deadline, Ev::Timeout(slot, gen));
+        }
+    }
+
+    fn service_end(&mut self, t: Micros, slot: u32, gen: u32) -> Result<(), SimError> {
+        let a = &self.attempts[slot as usize];
+        if a.gen != gen {
+            return Ok(());
+        }
+        let (m, abandoned) = (a.member, a.abandoned);
+        // Free the backend slot and start the next queued attempt that is still wanted.
+        let b = &mut self.backends[m as usize];
+        b.busy -= 1;
+        while let Some((q, qgen)) = b.queue.pop_front() {
+            let qa = &self.attempts[q as usize];
+            if qa.gen != qgen {
+                continue;
+            }
+            if qa.abandoned {
+                self.free_attempts.push(q);
+                continue;
+            }
+            b.busy += 1;
+            self.begin_service(t, q);
+            break;
+        }
+        self.attempts[slot as usize].serving = false;
+        if abandoned {
+            self.free_attempts.push(slot);
+            return Ok(());
+        }
+        let cond = self.backends[m as usize].faults.at(secs(t));
+        if cond.down {
+            return self.attempt_failed(t, slot, Failure::Reset);
+        }
+        if cond.error_rate > 0.0 && self.rng.faults.gen::<f64>() < cond.error_rate {
+            return self.attempt_failed(t, slot, Failure::Error5xx);
+        }
+        let a = &mut self.attempts[slot as usize];
+        a.pick = None;
+        let (req, start) = (a.req, a.start);
+        self.m.attempt_done(m, secs(t - start));
+        self.trace_attempt(t, req, Some(m), "ok", Some(t - start))?;
+        self.free_attempts.push(slot);
+        self.finish(t, req, Ok(()))
+    }
+
+    fn timeout(&mut self, t: Micros, slot: u32, gen: u32) -> Result<(), SimError> {
+        let a = &self.attempts[slot as usize];
+        if a.gen != gen || a.abandoned || a.pick.is_none() {
+            return Ok(());
+        }
+        self.attempt_failed(t, slot, Failure::Timeout)
+    }
+
+    /// Ends a failed attempt, then retries the request or fails it.
+    fn attempt_failed(&mut self, t: Micros, slot: u32, why: Failure) -> Result<(), SimError> {
+        let a = &mut self.attempts[slot as usize];
+        a.pick = None;
+        let (req, m, start) = (a.req, a.member, a.start);
+        // A timed-out attempt may still hold a backend slot or sit in a queue: the slot is
+        // released when the backend is done with it.
+        let keep = why == Failure::Timeout;
+        if keep {
+            a.abandoned = true;
+        } else {
+            if a.serving {
+                self.backends[m as usize].busy -= 1;
+            }
+            self.free_attempts.push(slot);
+        }
+        self.m.attempt_failed(m, secs(t));
+        self.trace_attempt(t, req, Some(m), why.as_str(), Some(t - start))?;
+        let id = self.backends[m as usize].id;
+        let r = &mut self.reqs[req as usize];
+        r.last_failure = why;
+        if why.retriable() && r.attempts <= self.sc.traffic.retries {
+            r.tried.push(id);
+            return self.attempt(t, req);
+        }
+        self.finish(t, req, Err(why))
+    }
+
+    fn finish(&mut self, t: Micros, req: u32, result: Result<(), Failure>) -> Result<(), SimError> {
+        let r = &self.reqs[req as usize];
+        self.m.request_done(secs(t - r.arrival), r.attempts, result);
+        self.free_reqs.push(req);
+        Ok(())
+    }
+
+    fn trace_attempt(&mut self, t: Micros, req: u32, m: Option<u32>, outcome: &str, lat: Option<Micros>) -> Result<(), SimError> {
+        if self.trace.is_none() {
+            return Ok(());
+        }
+        let r = &self.reqs[req as usize];
+        let line = serde_json::json!({
+            "t_s": secs(t),
+            "client": self.client_ip(r.client).to_string(),
+            "uri": format!("/api/v1/items/{}", r.uri),
+            "member": m.map(|m| self.backends[m as usize].id.to_string()),
+            "outcome": outcome,
+            "latency_ms": lat.map(|l| l as f64 / 1e3),
+            "attempt": r.attempts,
+        });
+        if let Some(w) = self.trace.as_mut() {
+            writeln!(w, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn probe(&mut self, t: Micros, m: u32) {
+        if t >= self.end {
+            return;
+        }
+        let b = &self.backends[m as usize];
+        let Some(check) = self.checks[b.channel].clone() else { return };
+        let cond = b.faults.at(secs(t));
+        let saturated = b.busy >= b.spec.max_in_flight && b.queue.len() as u32 >= b.spec.max_queue;
+        let (outcome, after) = if cond.down {
+            (Outcome::Failure, 0) // refused at once
+        } else if check.protocol == CheckProtocol::Tcp {
+            (Outcome::Success, 0)
+        } else if saturated {
+            (if check.status_ok(503) { Outcome::Success } else { Outcome::Failure }, 0)
+        } else {
+            let lat_ms = self.sc.traffic.service_time_ms.median() * b.spec.speed * cond.slow;
+            let timeout_ms = f64::from(check.timeout_s) * 1e3;
+            if lat_ms >= timeout_ms {
+                (Outcome::Failure, us(timeout_ms / 1e3))
+            } else {
+                let status = if cond.error_rate > 0.0 && self.rng.probes.gen::<f64>() < cond.error_rate { 500 } else { 200 };
+                (if check.status_ok(status) { Outcome::Success } else { Outcome::Failure }, us(lat_ms / 1e3))
+            }
+        };
+        self.schedule(t + after, Ev::ProbeResult(m, outcome));
+        self.schedule(t + us(f64::from(check.interval_s)), Ev::Probe(m));
+    }
+
+    fn probe_result(&mut self, t: Micros, m: u32, outcome: Outcome) {
+        let b = &self.backends[m as usize];
+        let lb = &self.lbs[b.channel];
+        let before = lb.key_space();
+        if let Some(state) = lb.health().record(b.id, outcome) {
+            let after = lb.key_space();
+            let moved = match (&before, &after) {
+                (Some(a), Some(b)) => Some(a.moved_fraction(b)),
+                _ => None,
+            };
+            self.m.health_changed(m, secs(t), state, moved);
+            self.account(t);
+        }
+    }
+
+    fn change(&mut self, t: Micros, i: usize) -> Result<(), SimError> {
+        let c = 0;
+        match &self.sc.changes[i].what {
+            ChangeKind::MemberGroups(body) => upsert_member_groups(&mut self.channels[c], body),
+            ChangeKind::BackendServers(body) => add_backend_servers(&mut self.channels[c], body),
+            ChangeKind::Channel(ch) => self.channels[c] = (**ch).clone(),
+        }
+        let failed_over = self.failover.done.is_some();
+        let ch = standby_overlay(self.sc, &self.channels[c], failed_over, &self.sc.backends);
+        self.lbs[c].update(&ch)?;
+        self.checks[c] = self.lbs[c].check();
+        self.register_members(c, t);
+        self.account(t);
+        Ok(())
+    }
+
+    /// Records the expected shares in force from `t` on.
+    fn account(&mut self, t: Micros) {
+        let eligible: Vec<bool> = self.lbs.iter().map(|lb| lb.tier().is_ok()).collect();
+        let dials: Vec<f64> = self
+            .sc
+            .channels
+            .iter()
+            .zip(&eligible)
+            .map(|(c, &ok)| {
+                let dial = c.endpoint_group.as_ref().and_then(|g| g.traffic_dial_percentage).unwrap_or(100);
+                if ok {
+                    dial as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let total: f64 = dials.iter().sum();
+        let mut shares = vec![0.0; self.backends.len()];
+        for (c, lb) in self.lbs.iter().enumerate() {
+            let cs = if self.lbs.len() == 1 { 1.0 } else if total > 0.0 { dials[c] / total } else { 0.0 };
+            for st in lb.members() {
+                if let Some(&m) = self.index.get(&st.member.id()) {
+                    shares[m as usize] = cs * st.expected_share;
+                }
+            }
+        }
+        self.m.expected_from(secs(t), &shares);
+    }
+}

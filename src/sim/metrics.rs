@@ -1,0 +1,382 @@
+//! What a run measures, and the report it becomes. Memory is bounded by members x timeline
+//! windows and the key pools, never by the number of requests.
+
+use super::engine::{Backend, Failure};
+use super::scenario::{BackendSpec, FaultKind, Scenario};
+use crate::balancer::{MemberId, Strategy};
+use crate::health::HealthState;
+use crate::report::*;
+use crate::Balancer;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+
+pub(crate) struct Metrics {
+    duration: f64,
+    step: f64,
+    windows: usize,
+    strategy: Strategy,
+    total: u64,
+    ok: u64,
+    failed: u64,
+    retried: u64,
+    failed_by: BTreeMap<&'static str, u64>,
+    latency: Histogram<u64>,
+    members: Vec<MemberMetrics>,
+    expected_since: f64,
+    seen_clients: Vec<u64>,
+    seen_uris: Vec<u64>,
+    remapped: f64,
+    returned: f64,
+    /// Failed attempts on affected members inside each fault's window.
+    fault_failed: Vec<u64>,
+    channel_requests: Vec<u64>,
+    failover: (Option<f64>, Option<f64>),
+    failover_failed: u64,
+}
+
+struct MemberMetrics {
+    id: MemberId,
+    spec: BackendSpec,
+    requests: u64,
+    latency: Histogram<u64>,
+    peak_in_flight: u64,
+    health: Vec<(f64, HealthState)>,
+    timeline: Vec<u64>,
+    expected_acc: f64,
+    expected_now: f64,
+    /// (fault index, from, until)
+    faults: Vec<(usize, f64, f64)>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 3 significant digits, auto-resizing: any latency fits.
+    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is a valid precision"))
+}
+
+fn set_bit(bits: &mut [u64], i: u32) {
+    if let Some(w) = bits.get_mut(i as usize / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+pub(crate) struct Finish<'a> {
+    pub scenario: &'a Scenario,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub backends: &'a [Backend],
+    pub lbs: &'a [Balancer],
+    pub failover: (Option<f64>, Option<f64>),
+    pub events: u64,
+    pub wall_ms: Option<f64>,
+}
+
+impl Metrics {
+    pub(crate) fn new(sc: &Scenario, strategy: Strategy, duration: f64) -> Metrics {
+        let windows = (duration / sc.timeline_step_s).ceil().max(1.0) as usize;
+        Metrics {
+            duration,
+            step: sc.timeline_step_s,
+            windows,
+            strategy,
+            total: 0,
+            ok: 0,
+            failed: 0,
+            retried: 0,
+            failed_by: BTreeMap::new(),
+            latency: histogram(),
+            members: Vec::new(),
+            expected_since: 0.0,
+            seen_clients: vec![0; (sc.traffic.clients as usize).div_ceil(64)],
+            seen_uris: vec![0; (sc.traffic.uris as usize).div_ceil(64)],
+            remapped: 0.0,
+            returned: 0.0,
+            fault_failed: vec![0; sc.faults.len()],
+            channel_requests: vec![0; sc.channels.len()],
+            failover: (None, None),
+            failover_failed: 0,
+        }
+    }
+
+    pub(crate) fn add_member(&mut self, id: MemberId, spec: &BackendSpec, faults: Vec<(usize, f64, f64)>, initial: HealthState, now: f64) {
+        self.members.push(MemberMetrics {
+            id,
+            spec: spec.clone(),
+            requests: 0,
+            latency: histogram(),
+            peak_in_flight: 0,
+            health: vec![(now, initial)],
+            timeline: vec![0; self.windows],
+            expected_acc: 0.0,
+            expected_now: 0.0,
+            faults,
+        });
+    }
+
+    pub(crate) fn arrived(&mut self, client: u32, uri: u32, channel: usize) {
+        self.total += 1;
+        set_bit(&mut self.seen_clients, client);
+        set_bit(&mut self.seen_uris, uri);
+        self.channel_requests[channel] += 1;
+    }
+
+    pub(crate) fn attempt_started(&mut self, m: u32, t: f64) {
+        let mm = &mut self.members[m as usize];
+        mm.requests += 1;
+        let w = ((t / self.step) as usize).min(self.windows - 1);
+        mm.timeline[w] += 1;
+    }
+
+    pub(crate) fn in_flight(&mut self, m: u32, n: u64) {
+        let mm = &mut self.members[m as usize];
+        mm.peak_in_flight = mm.peak_in_flight.max(n);
+    }
+
+    pub(crate) fn attempt_done(&mut self, m: u32, latency_s: f64) {
+        let _ = self.members[m as usize].latency.record((latency_s * 1e6).round().max(1.0) as u64);
+    }
+
+    pub(crate) fn attempt_failed(&mut self, m: u32, t: f64) {
+        for &(f, from, until) in &self.members[m as usize].faults {
+            if t >= from && t < until {
+                self.fault_failed[f] += 1;
+            }
+        }
+    }
+
+    pub(crate) fn request_done(&mut self, latency_s: f64, attempts: u32, result: Result<(), Failure>) {
+        if attempts > 1 {
+            self.retried += 1;
+        }
+        match result {
+            Ok(()) => {
+                self.ok += 1;
+                let _ = self.latency.record((latency_s * 1e6).round().max(1.0) as u64);
+            }
+            Err(why) => {
+                self.failed += 1;
+                *self.failed_by.entry(why.as_str()).or_insert(0) += 1;
+                if self.failover.0.is_some() && self.failover.1.is_none() {
+                    self.failover_failed += 1;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn health_changed(&mut self, m: u32, t: f64, state: HealthState, moved: Option<f64>) {
+        self.members[m as usize].health.push((t, state));
+        if let Some(f) = moved {
+            match state {
+                HealthState::Unhealthy => self.remapped += f,
+                _ => self.returned += f,
+            }
+        }
+    }
+
+    pub(crate) fn failover_started(&mut self, t: f64) {
+        self.failover.0 = Some(t);
+    }
+
+    pub(crate) fn failover_done(&mut self, t: f64) {
+        self.failover.1 = Some(t);
+    }
+
+    /// The expected shares in force from `t` on (member order).
+    pub(crate) fn expected_from(&mut self, t: f64, shares: &[f64]) {
+        let t = t.min(self.duration);
+        let dt = t - self.expected_since;
+        for (mm, s) in self.members.iter_mut().zip(shares.iter().copied().chain(std::iter::repeat(0.0))) {
+            mm.expected_acc += mm.expected_now * dt;
+            mm.expected_now = s;
+        }
+        self.expected_since = t;
+    }
+
+    pub(crate) fn finish(mut self, f: Finish<'_>) -> Report {
+        let shares: Vec<f64> = self.members.iter().map(|m| m.expected_now).collect();
+        self.expected_from(self.duration, &shares);
+        let attempts: u64 = self.members.iter().map(|m| m.requests).sum();
+        let groups: Vec<Option<String>> = f
+            .backends
+            .iter()
+            .map(|b| {
+                f.lbs[b.channel].members().into_iter().find(|s| s.member.id() == b.id).and_then(|s| s.member.group().map(str::to_string))
+            })
+            .collect();
+        let statuses: Vec<(u32, bool)> = f
+            .backends
+            .iter()
+            .map(|b| {
+                f.lbs[b.channel]
+                    .members()
+                    .into_iter()
+                    .find(|s| s.member.id() == b.id)
+                    .map_or((0, false), |s| (s.member.weight(), s.member.is_backup()))
+            })
+            .collect();
+        let members: Vec<MemberReport> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| MemberReport {
+                member: m.id.to_string(),
+                group: groups[i].clone(),
+                weight: statuses[i].0,
+                backup: statuses[i].1,
+                az: m.spec.az.clone(),
+                requests: m.requests,
+                share: if attempts > 0 { m.requests as f64 / attempts as f64 } else { 0.0 },
+                expected_share: m.expected_acc / self.duration,
+                latency_ms: latency(&m.latency),
+                peak_in_flight: m.peak_in_flight,
+                health: m.health.iter().map(|&(at, s)| HealthPoint { at_s: round6(at), state: s.as_str().to_string() }).collect(),
+            })
+            .collect();
+        let fairness = Fairness::of(members.iter().map(|m| (m.share, m.expected_share)));
+        let faults = f
+            .scenario
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let affected: Vec<&MemberMetrics> =
+                    self.members.iter().filter(|m| m.faults.iter().any(|&(fi, _, _)| fi == i)).collect();
+                let detected = affected
+                    .iter()
+                    .filter_map(|m| m.health.iter().find(|&&(t, s)| t >= spec.at_s && s == HealthState::Unhealthy).map(|&(t, _)| (m, t)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                let recovered = detected.and_then(|(m, d)| {
+                    m.health.iter().find(|&&(t, s)| t > d && s == HealthState::Healthy).map(|&(t, _)| t)
+                });
+                FaultReport {
+                    member: if spec.kind == FaultKind::AzDown { None } else { spec.member.clone() },
+                    az: spec.az.clone(),
+                    kind: spec.kind.as_str().to_string(),
+                    at_s: spec.at_s,
+                    until_s: spec.until_s,
+                    detected_at_s: detected.map(|d| round6(d.1)),
+                    recovered_at_s: recovered.map(round6),
+                    failed_requests: self.fault_failed[i],
+                }
+            })
+            .collect();
+        let hash = self.strategy.is_hash().then(|| HashReport {
+            keys: if self.strategy == Strategy::SourceIp { popcount(&self.seen_clients) } else { popcount(&self.seen_uris) },
+            remapped_on_fault: Some(round6(self.remapped)),
+            returned_on_recovery: Some(round6(self.returned)),
+        });
+        let timeline = (0..self.windows)
+            .map(|w| TimelineEntry {
+                t_s: round6(w as f64 * self.step),
+                per_member: self.members.iter().map(|m| (m.id.to_string(), m.timeline[w])).collect(),
+            })
+            .collect();
+        let total_eg: u64 = self.channel_requests.iter().sum();
+        let endpoint_groups = f
+            .scenario
+            .channels
+            .iter()
+            .zip(&self.channel_requests)
+            .filter_map(|(c, &n)| {
+                let g = c.endpoint_group.as_ref()?;
+                Some(EndpointGroupReport {
+                    name: g.name.clone(),
+                    region_id: g.region_id.clone(),
+                    traffic_dial_percentage: g.traffic_dial_percentage.unwrap_or(100).clamp(0, 100) as u32,
+                    status: "ACTIVE".into(),
+                    requests: n,
+                    share: if total_eg > 0 { n as f64 / total_eg as f64 } else { 0.0 },
+                })
+            })
+            .collect();
+        let protection_group = f.scenario.protection_group.as_ref().map(|p| {
+            let (start, done) = f.failover;
+            ProtectionGroupReport {
+                name: p.body.server_group.name.clone(),
+                job_id: start.map(|_| job_id(f.seed, &p.body.server_group.name)),
+                started_at_s: start.map(round6),
+                finished_at_s: done.map(round6),
+                status: match (start, done) {
+                    (None, _) => "protected",
+                    (Some(_), None) => "failing_over",
+                    (Some(_), Some(_)) => "failed_over",
+                }
+                .into(),
+                failed_requests: self.failover_failed,
+            }
+        });
+        let cdf = cdf(&self.latency);
+        Report {
+            scenario: f.scenario.name.clone(),
+            strategy: self.strategy.name().to_string(),
+            mode: "sim".into(),
+            seed: f.seed,
+            duration_s: f.duration_s,
+            requests: Requests {
+                total: self.total,
+                ok: self.ok,
+                failed: self.failed,
+                retried: self.retried,
+                failed_by_reason: self.failed_by.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            },
+            latency_ms: latency(&self.latency),
+            members,
+            faults,
+            hash,
+            fairness,
+            timeline,
+            endpoint_groups,
+            protection_group,
+            sim: Some(SimStats {
+                events: f.events,
+                wall_ms: f.wall_ms.map(round6),
+                requests_per_s: f.wall_ms.map(|w| if w > 0.0 { (self.total as f64 / (w / 1e3)).round() } else { 0.0 }),
+            }),
+            latency_cdf: cdf,
+        }
+    }
+}
+
+fn popcount(bits: &[u64]) -> u64 {
+    bits.iter().map(|w| u64::from(w.count_ones())).sum()
+}
+
+/// Rounds to a microsecond so that reports print stable, short numbers.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn ms(us: u64) -> f64 {
+    round6(us as f64 / 1e3)
+}
+
+fn latency(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        p50: Some(ms(h.value_at_quantile(0.50))),
+        p90: Some(ms(h.value_at_quantile(0.90))),
+        p99: Some(ms(h.value_at_quantile(0.99))),
+        p999: Some(ms(h.value_at_quantile(0.999))),
+        max: Some(ms(h.max())),
+        mean: Some(round6(h.mean() / 1e3)),
+    }
+}
+
+fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let qs = (0..=100).map(|i| f64::from(i) / 100.0).chain([0.995, 0.999, 0.9999]);
+    let mut out: Vec<(f64, f64)> = qs.map(|q| (ms(h.value_at_quantile(q)), q)).collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1));
+    out
+}
+
+/// A job id in SDRS's style (32 hex digits), derived from the seed and the group's name so that
+/// reports stay byte-identical.
+fn job_id(seed: u64, name: &str) -> String {
+    let a = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), seed);
+    let b = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), !seed);
+    format!("{a:016x}{b:016x}")
+}
