@@ -13,15 +13,20 @@ use std::fmt::Write;
 /// Width of every chart, in pixels.
 const WIDTH: f64 = 1200.0;
 
+/// Fault windows: translucent, so that overlapping faults show darker; the legend swatch is the
+/// color of one window over white.
+const FAULT_FILL: &str = "#d62728";
+const FAULT_SWATCH: &str = "#f7d4d4";
+
 const CSS: &str =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#222;max-width:1240px}\
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}\
-p.meta{color:#555;margin:0 0 12px}\
+p.meta{color:#555;margin:0 0 12px;white-space:pre-wrap}\
 table{border-collapse:collapse;font-size:13px;margin:4px 0 8px}\
 th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;white-space:nowrap}\
 th{background:#f5f5f5;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\
 svg{max-width:100%;height:auto;display:block;margin:6px 0 14px}\
-.none{color:#777;font-style:italic}";
+.none{color:#777;font-style:italic}div.wide{overflow-x:auto}";
 
 pub(crate) fn render(runs: &[Report]) -> String {
     let scenarios = distinct(runs.iter().map(|r| r.scenario.as_str())).join(", ");
@@ -54,7 +59,7 @@ fn write_grid(out: &mut String, grid: &Grid) {
         return;
     }
     let class = |i: usize| if i > 0 && grid.is_numeric(i) { " class=\"num\"" } else { "" };
-    out.push_str("<table>\n<thead><tr>");
+    out.push_str("<div class=\"wide\"><table>\n<thead><tr>");
     for (i, h) in grid.header.iter().enumerate() {
         let _ = write!(out, "<th{}>{}</th>", class(i), esc(h));
     }
@@ -66,7 +71,7 @@ fn write_grid(out: &mut String, grid: &Grid) {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table></div>\n");
 }
 
 /// A chart with nothing to draw still gets its frame and a note, so the page keeps its shape.
@@ -83,14 +88,21 @@ fn run_legend(runs: &[Report]) -> Vec<(String, String)> {
 fn share_chart(runs: &[Report]) -> String {
     let members = member_union(runs);
     let slots = members.len().max(1) as f64;
-    let (left, right) = (70.0, WIDTH - 20.0);
-    let group_w = (right - left) / slots;
+    let right = WIDTH - 20.0;
     let label_w = members.iter().map(|m| text_width(&m.member, 11.0)).fold(0.0, f64::max);
-    let rotate = label_w > group_w - 6.0;
-    let label_h = if rotate { label_w * 0.6 + 10.0 } else { 16.0 };
-    let top = 40.0;
+    let rotate = label_w > (right - 70.0) / slots - 6.0;
+    // A label slanted by 35° reaches cos 35° ≈ 0.82 of its length left of its group's middle:
+    // widen the left margin so that the first one fits.
+    let left =
+        if rotate { f64::max(70.0, (label_w * 0.82 - (right - 70.0) / slots / 2.0 + 14.0).min(300.0)) } else { 70.0 };
+    let group_w = (right - left) / slots;
+    let label_h = if rotate { label_w * 0.58 + 16.0 } else { 16.0 };
+    let mut svg = Svg::new(WIDTH);
+    let mut legend = run_legend(runs);
+    legend.push(("#111".to_string(), "expected share (marker)".to_string()));
+    let top = svg.legend(left, 18.0, right, &legend) + 22.0;
     let bottom = top + 260.0;
-    let mut svg = Svg::new(WIDTH, bottom + label_h + 44.0);
+    let height = bottom + label_h + 44.0;
     let frame = Frame { left, top, right, bottom };
     let max = runs
         .iter()
@@ -101,12 +113,9 @@ fn share_chart(runs: &[Report]) -> String {
     let y = Scale::linear(0.0, nice_max(max * 100.0), bottom, top);
     y_axis(&mut svg, frame, &y, &y.ticks(5), "share of requests (%)", &tick_label);
     svg.line(left, bottom, right, bottom, "#333", 1.0, None);
-    let mut legend = run_legend(runs);
-    legend.push(("#111".to_string(), "expected share (marker)".to_string()));
-    svg.legend(left, 18.0, &legend);
     if members.is_empty() {
         empty_note(&mut svg, frame, "no members");
-        return svg.finish("share against expected share per member");
+        return svg.finish(height, "share against expected share per member");
     }
     let bar_w = (group_w * 0.8 / runs.len().max(1) as f64).min(48.0);
     for (i, m) in members.iter().enumerate() {
@@ -122,7 +131,7 @@ fn share_chart(runs: &[Report]) -> String {
                 pct(rm.share),
                 pct(rm.expected_share)
             );
-            svg.rect_titled(x + 1.0, yv, bar_w - 2.0, bottom - yv, color(j), &tip);
+            svg.rect_titled(x + 1.0, yv, bar_w - 2.0, bottom - yv, color(j), "", &tip);
             let ye = y.map(rm.expected_share * 100.0);
             svg.line(x - 1.0, ye, x + bar_w + 1.0, ye, "#111", 3.0, None);
         }
@@ -134,7 +143,7 @@ fn share_chart(runs: &[Report]) -> String {
         }
     }
     svg.text((left + right) / 2.0, bottom + label_h + 30.0, "member", Anchor::Middle, 12.0, "");
-    svg.finish("share against expected share per member")
+    svg.finish(height, "share against expected share per member")
 }
 
 /// The end of the time axis: the longest run, or the end of a later last timeline window.
@@ -166,12 +175,12 @@ fn timeline_chart(runs: &[Report]) -> String {
     let members = member_union(runs);
     let (left, right) = (70.0, WIDTH - 20.0);
     let (panel_h, plot_h) = (230.0, 150.0);
-    let head = 40.0;
-    let mut svg = Svg::new(WIDTH, head + panel_h * runs.len().max(1) as f64);
+    let mut svg = Svg::new(WIDTH);
     let mut legend: Vec<(String, String)> =
         members.iter().enumerate().map(|(i, m)| (color(i).to_string(), m.member.clone())).collect();
-    legend.push(("#f6c8c8".to_string(), "fault window".to_string()));
-    svg.legend(left, 18.0, &legend);
+    legend.push((FAULT_SWATCH.to_string(), "fault window (darker where faults overlap)".to_string()));
+    let head = svg.legend(left, 18.0, right, &legend) + 22.0;
+    let height = head + panel_h * runs.len().max(1) as f64;
     let end = time_end(runs);
     let max = runs.iter().flat_map(|r| &r.timeline).flat_map(|e| e.per_member.values()).copied().max().unwrap_or(0);
     let x_ticks_scale = Scale::linear(0.0, end, left, right);
@@ -192,7 +201,7 @@ fn timeline_chart(runs: &[Report]) -> String {
             let until = f.until_s.map_or_else(|| "end".to_string(), secs);
             let label = format!("{} {}", f.kind, target);
             let tip = format!("fault {} {} from {} s to {} s", f.kind, target, secs(f.at_s), until);
-            svg.rect_titled(x0, frame.top, x1 - x0, plot_h, "#f6c8c8", &tip);
+            svg.rect_titled(x0, frame.top, x1 - x0, plot_h, FAULT_FILL, " fill-opacity=\"0.2\"", &tip);
             svg.text(
                 x0 + 4.0,
                 frame.top + 12.0 + 12.0 * (f_i % 3) as f64,
@@ -218,15 +227,16 @@ fn timeline_chart(runs: &[Report]) -> String {
             svg.polyline(&points, color(i), 1.8, &format!("{} ({})", m.member, run_label(r)));
         }
     }
-    svg.finish("requests per member over time, per run, with fault windows shaded")
+    svg.finish(height, "requests per member over time, per run, with fault windows shaded")
 }
 
 /// (3) Latency CDF, one line per run; log x axis when the range spans more than 100×.
 fn cdf_chart(runs: &[Report]) -> String {
-    let (left, right, top, bottom) = (70.0, WIDTH - 20.0, 40.0, 340.0);
+    let (left, right) = (70.0, WIDTH - 20.0);
+    let mut svg = Svg::new(WIDTH);
+    let top = svg.legend(left, 18.0, right, &run_legend(runs)) + 22.0;
+    let bottom = top + 300.0;
     let frame = Frame { left, top, right, bottom };
-    let mut svg = Svg::new(WIDTH, bottom + 50.0);
-    svg.legend(left, 18.0, &run_legend(runs));
     let values = || runs.iter().flat_map(|r| &r.latency_cdf).map(|p| p.0).filter(|v| v.is_finite());
     let lo = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
     let hi = values().fold(0.0, f64::max);
@@ -248,7 +258,7 @@ fn cdf_chart(runs: &[Report]) -> String {
             .collect();
         svg.polyline(&points, color(j), 2.0, &format!("latency CDF ({})", run_label(r)));
     }
-    svg.finish("latency CDF per run")
+    svg.finish(bottom + 50.0, "latency CDF per run")
 }
 
 fn state_color(state: &str) -> &'static str {
@@ -266,12 +276,8 @@ fn health_chart(runs: &[Report]) -> String {
     let name_w = members.iter().map(|m| text_width(&m.member, 12.0)).fold(80.0, f64::max).min(360.0);
     let run_w = runs.iter().map(|r| text_width(&run_label(r), 11.0)).fold(30.0, f64::max);
     let left = 10.0 + name_w + 10.0 + run_w + 10.0;
-    let (right, top) = (WIDTH - 20.0, 48.0);
-    let (band_h, member_gap) = (16.0, 10.0);
-    let rows = members.len() as f64 * (band_h * runs.len() as f64 + member_gap);
-    let bottom = top + rows.max(40.0);
-    let frame = Frame { left, top, right, bottom };
-    let mut svg = Svg::new(WIDTH, bottom + 50.0);
+    let right = WIDTH - 20.0;
+    let mut svg = Svg::new(WIDTH);
     let others = distinct(
         runs.iter()
             .flat_map(|r| &r.members)
@@ -282,7 +288,12 @@ fn health_chart(runs: &[Report]) -> String {
     let mut legend: Vec<(String, String)> =
         ["healthy", "unhealthy", "unknown"].iter().map(|s| (state_color(s).to_string(), s.to_string())).collect();
     legend.extend(others.iter().map(|s| (state_color(s).to_string(), s.to_string())));
-    svg.legend(10.0, 18.0, &legend);
+    // Room above the bands for two rows of fault labels.
+    let top = svg.legend(10.0, 18.0, right, &legend) + 38.0;
+    let (band_h, member_gap) = (16.0, 10.0);
+    let rows = members.len() as f64 * (band_h * runs.len() as f64 + member_gap);
+    let bottom = top + rows.max(40.0);
+    let frame = Frame { left, top, right, bottom };
     let end = runs.iter().map(|r| r.duration_s).fold(0.0, f64::max);
     let x = Scale::linear(0.0, end, left, right);
     x_axis(&mut svg, frame, &x, &x.ticks(10), "time (s)", &tick_label);
@@ -297,22 +308,23 @@ fn health_chart(runs: &[Report]) -> String {
             let health = r.members.iter().find(|x| x.member == m.member).map(|x| x.health.as_slice()).unwrap_or(&[]);
             for (a, b, state) in bands(health, r.duration_s) {
                 let tip = format!("{} ({}): {} from {} s to {} s", m.member, run_label(r), state, secs(a), secs(b));
-                svg.rect_titled(x.map(a), yy + 1.0, x.map(b) - x.map(a), band_h - 2.0, state_color(state), &tip);
+                svg.rect_titled(x.map(a), yy + 1.0, x.map(b) - x.map(a), band_h - 2.0, state_color(state), "", &tip);
             }
             yy += band_h;
         }
         yy += member_gap;
     }
     // Fault starts and ends as dashed lines, to read detection and recovery delays against.
-    for f in runs.first().map(|r| r.faults.as_slice()).unwrap_or(&[]) {
+    for (i, f) in runs.first().map(|r| r.faults.as_slice()).unwrap_or(&[]).iter().enumerate() {
         for (t, what) in [(Some(f.at_s), "start"), (f.until_s, "end")] {
             let Some(t) = t else { continue };
             let px = x.map(t);
-            svg.line(px, top - 4.0, px, bottom, "#333", 1.0, Some("4 3"));
-            svg.text(px, top - 8.0, &format!("{} {what}", f.kind), Anchor::Middle, 10.0, "");
+            let label_y = top - 8.0 - 12.0 * (i % 2) as f64;
+            svg.line(px, label_y + 4.0, px, bottom, "#333", 1.0, Some("4 3"));
+            svg.text(px, label_y, &format!("{} {what}", f.kind), Anchor::Middle, 10.0, "");
         }
     }
-    svg.finish("health timeline per member and run")
+    svg.finish(bottom + 50.0, "health timeline per member and run")
 }
 
 /// `(from, to, state)` spans over `[0, end]`: `unknown` before the first point (or throughout

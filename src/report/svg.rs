@@ -63,16 +63,15 @@ impl Anchor {
     }
 }
 
-/// An SVG document being written.
+/// An SVG document being written; its height is known only when it is finished.
 pub(crate) struct Svg {
     width: f64,
-    height: f64,
     body: String,
 }
 
 impl Svg {
-    pub(crate) fn new(width: f64, height: f64) -> Svg {
-        Svg { width, height, body: String::new() }
+    pub(crate) fn new(width: f64) -> Svg {
+        Svg { width, body: String::new() }
     }
 
     /// A rectangle; `extra` is inserted verbatim (already escaped attributes).
@@ -88,11 +87,11 @@ impl Svg {
         self.body.push('\n');
     }
 
-    /// A rectangle with a hover tooltip.
-    pub(crate) fn rect_titled(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, tip: &str) {
+    /// A rectangle with a hover tooltip; `extra` as for [`Svg::rect`].
+    pub(crate) fn rect_titled(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, extra: &str, tip: &str) {
         let _ = writeln!(
             self.body,
-            r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"><title>{}</title></rect>"#,
+            r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{extra}><title>{}</title></rect>"#,
             n(x),
             n(y),
             n(w.max(0.0)),
@@ -147,23 +146,28 @@ impl Svg {
         self.text(x, y, text, anchor, size, &extra);
     }
 
-    /// A legend row of colored swatches with labels, starting at (`x`, `y`); returns its width.
-    pub(crate) fn legend(&mut self, x: f64, y: f64, items: &[(String, String)]) -> f64 {
-        let mut cx = x;
+    /// A legend of colored swatches with labels from (`x`, `y`), wrapping into a new row before
+    /// `max_x`; returns the baseline of its last row.
+    pub(crate) fn legend(&mut self, x: f64, y: f64, max_x: f64, items: &[(String, String)]) -> f64 {
+        let (mut cx, mut cy) = (x, y);
         for (color, label) in items {
-            self.rect(cx, y - 9.0, 12.0, 12.0, color, "");
-            self.text(cx + 16.0, y + 1.0, label, Anchor::Start, 12.0, "");
-            cx += 16.0 + text_width(label, 12.0) + 18.0;
+            let w = 16.0 + text_width(label, 12.0) + 18.0;
+            if cx > x && cx + w > max_x {
+                (cx, cy) = (x, cy + 18.0);
+            }
+            self.rect(cx, cy - 9.0, 12.0, 12.0, color, "");
+            self.text(cx + 16.0, cy + 1.0, label, Anchor::Start, 12.0, "");
+            cx += w;
         }
-        cx - x
+        cy
     }
 
-    /// The finished `<svg>` element; `label` is its accessible name.
-    pub(crate) fn finish(self, label: &str) -> String {
+    /// The finished `<svg>` element, `height` pixels tall; `label` is its accessible name.
+    pub(crate) fn finish(self, height: f64, label: &str) -> String {
         format!(
             "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{l}\" font-family=\"sans-serif\">\n<title>{l}</title>\n{body}</svg>\n",
             w = n(self.width),
-            h = n(self.height),
+            h = n(height),
             l = esc(label),
             body = self.body
         )
