@@ -112,7 +112,7 @@ fn share_chart(runs: &[Report]) -> String {
         .fold(0.0, f64::max);
     let y = Scale::linear(0.0, nice_max(max * 100.0), bottom, top);
     y_axis(&mut svg, frame, &y, &y.ticks(5), "share of requests (%)", &tick_label);
-    svg.line(left, bottom, right, bottom, "#333", 1.0, None);
+    svg.line([left, bottom, right, bottom], "#333", 1.0, None);
     if members.is_empty() {
         empty_note(&mut svg, frame, "no members");
         return svg.finish(height, "share against expected share per member");
@@ -131,9 +131,9 @@ fn share_chart(runs: &[Report]) -> String {
                 pct(rm.share),
                 pct(rm.expected_share)
             );
-            svg.rect_titled(x + 1.0, yv, bar_w - 2.0, bottom - yv, color(j), "", &tip);
+            svg.rect_titled([x + 1.0, yv, bar_w - 2.0, bottom - yv], color(j), "", &tip);
             let ye = y.map(rm.expected_share * 100.0);
-            svg.line(x - 1.0, ye, x + bar_w + 1.0, ye, "#111", 3.0, None);
+            svg.line([x - 1.0, ye, x + bar_w + 1.0, ye], "#111", 3.0, None);
         }
         let cx = left + group_w * (i as f64 + 0.5);
         if rotate {
@@ -201,7 +201,7 @@ fn timeline_chart(runs: &[Report]) -> String {
             let until = f.until_s.map_or_else(|| "end".to_string(), secs);
             let label = format!("{} {}", f.kind, target);
             let tip = format!("fault {} {} from {} s to {} s", f.kind, target, secs(f.at_s), until);
-            svg.rect_titled(x0, frame.top, x1 - x0, plot_h, FAULT_FILL, " fill-opacity=\"0.2\"", &tip);
+            svg.rect_titled([x0, frame.top, x1 - x0, plot_h], FAULT_FILL, " fill-opacity=\"0.2\"", &tip);
             svg.text(
                 x0 + 4.0,
                 frame.top + 12.0 + 12.0 * (f_i % 3) as f64,
@@ -308,7 +308,7 @@ fn health_chart(runs: &[Report]) -> String {
             let health = r.members.iter().find(|x| x.member == m.member).map(|x| x.health.as_slice()).unwrap_or(&[]);
             for (a, b, state) in bands(health, r.duration_s) {
                 let tip = format!("{} ({}): {} from {} s to {} s", m.member, run_label(r), state, secs(a), secs(b));
-                svg.rect_titled(x.map(a), yy + 1.0, x.map(b) - x.map(a), band_h - 2.0, state_color(state), "", &tip);
+                svg.rect_titled([x.map(a), yy + 1.0, x.map(b) - x.map(a), band_h - 2.0], state_color(state), "", &tip);
             }
             yy += band_h;
         }
@@ -320,7 +320,7 @@ fn health_chart(runs: &[Report]) -> String {
             let Some(t) = t else { continue };
             let px = x.map(t);
             let label_y = top - 8.0 - 12.0 * (i % 2) as f64;
-            svg.line(px, label_y + 4.0, px, bottom, "#333", 1.0, Some("4 3"));
+            svg.line([px, label_y + 4.0, px, bottom], "#333", 1.0, Some("4 3"));
             svg.text(px, label_y, &format!("{} {what}", f.kind), Anchor::Middle, 10.0, "");
         }
     }

@@ -74,8 +74,8 @@ impl Svg {
         Svg { width, body: String::new() }
     }
 
-    /// A rectangle; `extra` is inserted verbatim (already escaped attributes).
-    pub(crate) fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, extra: &str) {
+    /// A rectangle `[x, y, width, height]`; `extra` is inserted verbatim (already escaped attributes).
+    pub(crate) fn rect(&mut self, [x, y, w, h]: [f64; 4], fill: &str, extra: &str) {
         let _ = write!(
             self.body,
             r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{extra}/>"#,
@@ -88,7 +88,7 @@ impl Svg {
     }
 
     /// A rectangle with a hover tooltip; `extra` as for [`Svg::rect`].
-    pub(crate) fn rect_titled(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, extra: &str, tip: &str) {
+    pub(crate) fn rect_titled(&mut self, [x, y, w, h]: [f64; 4], fill: &str, extra: &str, tip: &str) {
         let _ = writeln!(
             self.body,
             r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{extra}><title>{}</title></rect>"#,
@@ -100,7 +100,7 @@ impl Svg {
         );
     }
 
-    pub(crate) fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str, width: f64, dash: Option<&str>) {
+    pub(crate) fn line(&mut self, [x1, y1, x2, y2]: [f64; 4], stroke: &str, width: f64, dash: Option<&str>) {
         let dash = dash.map(|d| format!(r#" stroke-dasharray="{d}""#)).unwrap_or_default();
         let _ = writeln!(
             self.body,
@@ -155,7 +155,7 @@ impl Svg {
             if cx > x && cx + w > max_x {
                 (cx, cy) = (x, cy + 18.0);
             }
-            self.rect(cx, cy - 9.0, 12.0, 12.0, color, "");
+            self.rect([cx, cy - 9.0, 12.0, 12.0], color, "");
             self.text(cx + 16.0, cy + 1.0, label, Anchor::Start, 12.0, "");
             cx += w;
         }
@@ -285,11 +285,11 @@ pub(crate) fn x_axis(
     label: &str,
     fmt: &dyn Fn(f64) -> String,
 ) {
-    svg.line(frame.left, frame.bottom, frame.right, frame.bottom, "#333", 1.0, None);
+    svg.line([frame.left, frame.bottom, frame.right, frame.bottom], "#333", 1.0, None);
     for &t in ticks {
         let x = scale.map(t);
-        svg.line(x, frame.top, x, frame.bottom, "#e5e5e5", 1.0, None);
-        svg.line(x, frame.bottom, x, frame.bottom + 5.0, "#333", 1.0, None);
+        svg.line([x, frame.top, x, frame.bottom], "#e5e5e5", 1.0, None);
+        svg.line([x, frame.bottom, x, frame.bottom + 5.0], "#333", 1.0, None);
         svg.text(x, frame.bottom + 18.0, &fmt(t), Anchor::Middle, 11.0, "");
     }
     svg.text((frame.left + frame.right) / 2.0, frame.bottom + 36.0, label, Anchor::Middle, 12.0, "");
@@ -304,11 +304,11 @@ pub(crate) fn y_axis(
     label: &str,
     fmt: &dyn Fn(f64) -> String,
 ) {
-    svg.line(frame.left, frame.top, frame.left, frame.bottom, "#333", 1.0, None);
+    svg.line([frame.left, frame.top, frame.left, frame.bottom], "#333", 1.0, None);
     for &t in ticks {
         let y = scale.map(t);
-        svg.line(frame.left, y, frame.right, y, "#e5e5e5", 1.0, None);
-        svg.line(frame.left - 5.0, y, frame.left, y, "#333", 1.0, None);
+        svg.line([frame.left, y, frame.right, y], "#e5e5e5", 1.0, None);
+        svg.line([frame.left - 5.0, y, frame.left, y], "#333", 1.0, None);
         svg.text(frame.left - 8.0, y + 4.0, &fmt(t), Anchor::End, 11.0, "");
     }
     let (x, y) = (frame.left - 46.0, (frame.top + frame.bottom) / 2.0);
