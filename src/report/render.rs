@@ -3,7 +3,7 @@
 //!
 //! ```
 //! # use lbsim::report::{render, OutputFormat, Report};
-//! # fn show(runs: &[Report]) -> Result<(), String> {
+//! # fn show(runs: &[Report]) -> Result<(), lbsim::report::UnknownFormat> {
 //! let format: OutputFormat = "html".parse()?;
 //! let page: String = render(runs, format); // one run: that run; several: a comparison
 //! # let _ = page; Ok(()) }
@@ -60,12 +60,6 @@ impl fmt::Display for UnknownFormat {
 
 impl std::error::Error for UnknownFormat {}
 
-impl From<UnknownFormat> for String {
-    fn from(e: UnknownFormat) -> String {
-        e.to_string()
-    }
-}
-
 impl FromStr for OutputFormat {
     type Err = UnknownFormat;
 
@@ -98,7 +92,7 @@ fn json(runs: &[Report]) -> String {
     };
     // The report types hold only strings, numbers and string-keyed maps, which always
     // serialize; an error here would be a bug in the types, so say so in the output.
-    let mut text = text.unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
+    let mut text = text.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string());
     text.push('\n');
     text
 }
