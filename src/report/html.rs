@@ -58,7 +58,8 @@ fn write_grid(out: &mut String, grid: &Grid) {
         out.push_str("<p class=\"none\">none</p>\n");
         return;
     }
-    let class = |i: usize| if i > 0 && grid.is_numeric(i) { " class=\"num\"" } else { "" };
+    let numeric = grid.numeric_columns();
+    let class = |i: usize| if numeric.get(i) == Some(&true) { " class=\"num\"" } else { "" };
     out.push_str("<div class=\"wide\"><table>\n<thead><tr>");
     for (i, h) in grid.header.iter().enumerate() {
         let _ = write!(out, "<th{}>{}</th>", class(i), esc(h));

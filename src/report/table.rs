@@ -26,9 +26,12 @@ impl Grid {
         self.rows.push(row);
     }
 
-    /// Whether column `i` holds numbers (or `-`) only, and so is right-aligned.
-    pub(crate) fn is_numeric(&self, i: usize) -> bool {
-        self.rows.iter().filter_map(|r| r.get(i)).all(|c| c == "-" || c.parse::<f64>().is_ok())
+    /// Per column, whether it is right-aligned: every column but the first that holds only
+    /// numbers (or `-`).
+    pub(crate) fn numeric_columns(&self) -> Vec<bool> {
+        let numeric =
+            |i: usize| self.rows.iter().filter_map(|r| r.get(i)).all(|c| c == "-" || c.parse::<f64>().is_ok());
+        (0..self.header.len()).map(|i| i > 0 && numeric(i)).collect()
     }
 }
 
@@ -234,7 +237,7 @@ fn write_grid(out: &mut String, grid: &Grid) {
             .unwrap_or(0)
     };
     let widths: Vec<usize> = (0..cols).map(width).collect();
-    let numeric: Vec<bool> = (0..cols).map(|i| i > 0 && grid.is_numeric(i)).collect();
+    let numeric = grid.numeric_columns();
     let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
     for row in std::iter::once(&grid.header).chain(std::iter::once(&rule)).chain(&grid.rows) {
         let mut line = String::from(" ");
