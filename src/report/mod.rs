@@ -7,6 +7,14 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+mod csv;
+mod html;
+mod render;
+mod svg;
+mod table;
+
+pub use render::{render, OutputFormat, UnknownFormat};
+
 /// One run of one scenario under one strategy, simulated or live.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
