@@ -24,18 +24,6 @@ fn letters(lb: &Balancer, n: usize) -> String {
         .collect()
 }
 
-fn fail_until_unhealthy(lb: &Balancer, id: MemberId) {
-    while lb.health().state(id) != Some(HealthState::Unhealthy) {
-        lb.health().record(id, Outcome::Failure);
-    }
-}
-
-fn recover(lb: &Balancer, id: MemberId) {
-    while lb.health().state(id) != Some(HealthState::Healthy) {
-        lb.health().record(id, Outcome::Success);
-    }
-}
-
 fn id(i: usize) -> MemberId {
     MemberId::new(&host(i), 8080)
 }

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "lbsim", version, about = "Load-balancing data plane and deterministic simulator for the seeds' channel APIs")]
+#[command(
+    name = "lbsim",
+    version,
+    about = "Load-balancing data plane and deterministic simulator for the seeds' channel APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,7 +116,11 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Run(args) => {
             let sc = load(&args.scenario)?;
             let strategy = match args.strategy.as_slice() {
-                [] => sc.channels.first().and_then(|c| Strategy::from_code(c.channel.balance_strategy)).unwrap_or(Strategy::Wrr),
+                [] => sc
+                    .channels
+                    .first()
+                    .and_then(|c| Strategy::from_code(c.channel.balance_strategy))
+                    .unwrap_or(Strategy::Wrr),
                 [one] => *one,
                 _ => return Err(Failure::Input("`run` takes one --strategy; use `compare` for several".into())),
             };
@@ -190,7 +198,9 @@ fn emit(args: &RunArgs, runs: &[Report]) -> Result<(), Failure> {
         Some(p) => std::fs::write(p, text).map_err(|e| Failure::Runtime(format!("{}: {e}", p.display()))),
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| Failure::Runtime(format!("stdout: {e}")))
+            out.write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| Failure::Runtime(format!("stdout: {e}")))
         }
     }
 }

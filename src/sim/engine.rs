@@ -338,10 +338,13 @@ impl<'a, 'w> Engine<'a, 'w> {
             }
             let idx = self.backends.len() as u32;
             self.index.insert(id, idx);
-            let windows: Vec<(usize, f64, f64)> = faults.indices().map(|i| {
-                let f = &self.sc.faults[i];
-                (i, f.at_s, f.until_s.unwrap_or(f64::INFINITY))
-            }).collect();
+            let windows: Vec<(usize, f64, f64)> = faults
+                .indices()
+                .map(|i| {
+                    let f = &self.sc.faults[i];
+                    (i, f.at_s, f.until_s.unwrap_or(f64::INFINITY))
+                })
+                .collect();
             let initial = self.lbs[c].health().state(id).unwrap_or(HealthState::Unknown);
             self.m.add_member(id, &spec, windows, initial, secs(now));
             self.backends.push(Backend { id, channel: c, spec, faults, busy: 0, queue: VecDeque::new() });
@@ -505,8 +508,11 @@ impl<'a, 'w> Engine<'a, 'w> {
         let request = Request::new(ip, &self.uri_buf);
         let r = &mut self.reqs[req as usize];
         r.attempts += 1;
-        let picked =
-            if r.tried.is_empty() { lbs[channel].select(&request) } else { lbs[channel].select_excluding(&request, &r.tried) };
+        let picked = if r.tried.is_empty() {
+            lbs[channel].select(&request)
+        } else {
+            lbs[channel].select_excluding(&request, &r.tried)
+        };
         let pick = match picked {
             Ok(p) => p,
             Err(_) => {
@@ -663,7 +669,14 @@ impl<'a, 'w> Engine<'a, 'w> {
         Ok(())
     }
 
-    fn trace_attempt(&mut self, t: Micros, req: u32, m: Option<u32>, outcome: &str, lat: Option<Micros>) -> Result<(), SimError> {
+    fn trace_attempt(
+        &mut self,
+        t: Micros,
+        req: u32,
+        m: Option<u32>,
+        outcome: &str,
+        lat: Option<Micros>,
+    ) -> Result<(), SimError> {
         if self.trace.is_none() {
             return Ok(());
         }
@@ -703,7 +716,8 @@ impl<'a, 'w> Engine<'a, 'w> {
             if lat_ms >= timeout_ms {
                 (Outcome::Failure, us(timeout_ms / 1e3))
             } else {
-                let status = if cond.error_rate > 0.0 && self.rng.probes.gen::<f64>() < cond.error_rate { 500 } else { 200 };
+                let status =
+                    if cond.error_rate > 0.0 && self.rng.probes.gen::<f64>() < cond.error_rate { 500 } else { 200 };
                 (if check.status_ok(status) { Outcome::Success } else { Outcome::Failure }, us(lat_ms / 1e3))
             }
         };
@@ -762,7 +776,13 @@ impl<'a, 'w> Engine<'a, 'w> {
         let total: f64 = dials.iter().sum();
         let mut shares = vec![0.0; self.backends.len()];
         for (c, lb) in self.lbs.iter().enumerate() {
-            let cs = if self.lbs.len() == 1 { 1.0 } else if total > 0.0 { dials[c] / total } else { 0.0 };
+            let cs = if self.lbs.len() == 1 {
+                1.0
+            } else if total > 0.0 {
+                dials[c] / total
+            } else {
+                0.0
+            };
             for st in lb.members() {
                 if let Some(&m) = self.index.get(&st.member.id()) {
                     shares[m as usize] = cs * st.expected_share;

@@ -57,7 +57,16 @@ mod tests {
     use super::*;
 
     fn fault(kind: FaultKind, at: f64, until: Option<f64>) -> FaultSpec {
-        FaultSpec { member: None, az: None, kind, at_s: at, until_s: until, factor: Some(3.0), rate: Some(0.25), period_s: Some(5.0) }
+        FaultSpec {
+            member: None,
+            az: None,
+            kind,
+            at_s: at,
+            until_s: until,
+            factor: Some(3.0),
+            rate: Some(0.25),
+            period_s: Some(5.0),
+        }
     }
 
     #[test]

@@ -97,7 +97,14 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn add_member(&mut self, id: MemberId, spec: &BackendSpec, faults: Vec<(usize, f64, f64)>, initial: HealthState, now: f64) {
+    pub(crate) fn add_member(
+        &mut self,
+        id: MemberId,
+        spec: &BackendSpec,
+        faults: Vec<(usize, f64, f64)>,
+        initial: HealthState,
+        now: f64,
+    ) {
         self.members.push(MemberMetrics {
             id,
             spec: spec.clone(),
@@ -199,7 +206,11 @@ impl Metrics {
             .backends
             .iter()
             .map(|b| {
-                f.lbs[b.channel].members().into_iter().find(|s| s.member.id() == b.id).and_then(|s| s.member.group().map(str::to_string))
+                f.lbs[b.channel]
+                    .members()
+                    .into_iter()
+                    .find(|s| s.member.id() == b.id)
+                    .and_then(|s| s.member.group().map(str::to_string))
             })
             .collect();
         let statuses: Vec<(u32, bool)> = f
@@ -228,7 +239,11 @@ impl Metrics {
                 expected_share: m.expected_acc / self.duration,
                 latency_ms: latency(&m.latency),
                 peak_in_flight: m.peak_in_flight,
-                health: m.health.iter().map(|&(at, s)| HealthPoint { at_s: round6(at), state: s.as_str().to_string() }).collect(),
+                health: m
+                    .health
+                    .iter()
+                    .map(|&(at, s)| HealthPoint { at_s: round6(at), state: s.as_str().to_string() })
+                    .collect(),
             })
             .collect();
         let fairness = Fairness::of(members.iter().map(|m| (m.share, m.expected_share)));
@@ -242,7 +257,12 @@ impl Metrics {
                     self.members.iter().filter(|m| m.faults.iter().any(|&(fi, _, _)| fi == i)).collect();
                 let detected = affected
                     .iter()
-                    .filter_map(|m| m.health.iter().find(|&&(t, s)| t >= spec.at_s && s == HealthState::Unhealthy).map(|&(t, _)| (m, t)))
+                    .filter_map(|m| {
+                        m.health
+                            .iter()
+                            .find(|&&(t, s)| t >= spec.at_s && s == HealthState::Unhealthy)
+                            .map(|&(t, _)| (m, t))
+                    })
                     .min_by(|a, b| a.1.total_cmp(&b.1));
                 let recovered = detected.and_then(|(m, d)| {
                     m.health.iter().find(|&&(t, s)| t > d && s == HealthState::Healthy).map(|&(t, _)| t)
@@ -260,7 +280,11 @@ impl Metrics {
             })
             .collect();
         let hash = self.strategy.is_hash().then(|| HashReport {
-            keys: if self.strategy == Strategy::SourceIp { popcount(&self.seen_clients) } else { popcount(&self.seen_uris) },
+            keys: if self.strategy == Strategy::SourceIp {
+                popcount(&self.seen_clients)
+            } else {
+                popcount(&self.seen_uris)
+            },
             remapped_on_fault: Some(round6(self.remapped)),
             returned_on_recovery: Some(round6(self.returned)),
         });

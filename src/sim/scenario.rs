@@ -265,7 +265,11 @@ impl Scenario {
 }
 
 /// Parses one seed body found at `path`, validates it, and collects its errors under the path.
-fn seed_body<T: Validate + serde::de::DeserializeOwned>(v: Value, path: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+fn seed_body<T: Validate + serde::de::DeserializeOwned>(
+    v: Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
     match from_value::<T>(v, T::API) {
         Ok(body) => {
             let e = body.validate();
@@ -355,7 +359,9 @@ fn build(raw: RawScenario) -> Result<Scenario, ValidationErrors> {
         if sg.uuid.trim().is_empty() {
             own.missing(format!("{path}.uuid"));
         }
-        if let Some(body) = seed_body::<BackendServersBody>(sg.backendservers, &format!("{path}.backendservers"), &mut errors) {
+        if let Some(body) =
+            seed_body::<BackendServersBody>(sg.backendservers, &format!("{path}.backendservers"), &mut errors)
+        {
             match channels.first_mut() {
                 Some(spec) if spec.endpoint_group.is_none() => add_backend_servers(&mut spec.channel, &body),
                 _ => own.push(Problem::Conflict, path, "server groups add members to the [channel], which is missing"),
@@ -378,11 +384,8 @@ fn build(raw: RawScenario) -> Result<Scenario, ValidationErrors> {
                 return None;
             }
             let what = if let Some(v) = c.member_groups {
-                let body = seed_body::<MemberGroupsBody>(
-                    serde_json::json!({ "member_groups": v }),
-                    &path,
-                    &mut errors,
-                )?;
+                let body =
+                    seed_body::<MemberGroupsBody>(serde_json::json!({ "member_groups": v }), &path, &mut errors)?;
                 ChangeKind::MemberGroups(body)
             } else if let Some(v) = c.backendservers {
                 ChangeKind::BackendServers(seed_body(v, &format!("{path}.backendservers"), &mut errors)?)
@@ -475,10 +478,14 @@ fn check_member_ref(c: &mut Collector, path: &str, member: &str, members: &[Memb
 fn check_fault(c: &mut Collector, path: &str, f: &FaultSpec, members: &[MemberId], azs: &[&str], duration: f64) {
     match (f.kind, &f.member, &f.az) {
         (FaultKind::AzDown, _, None) => c.missing(format!("{path}.az")),
-        (FaultKind::AzDown, Some(_), _) => c.push(Problem::Conflict, format!("{path}.member"), "an az_down fault names an `az`, not a member"),
-        (FaultKind::AzDown, None, Some(az)) if !azs.contains(&az.as_str()) => {
-            c.push(Problem::NotFound, format!("{path}.az"), format!("no member is placed in `{az}` (set `az` in [[backends]])"))
+        (FaultKind::AzDown, Some(_), _) => {
+            c.push(Problem::Conflict, format!("{path}.member"), "an az_down fault names an `az`, not a member")
         }
+        (FaultKind::AzDown, None, Some(az)) if !azs.contains(&az.as_str()) => c.push(
+            Problem::NotFound,
+            format!("{path}.az"),
+            format!("no member is placed in `{az}` (set `az` in [[backends]])"),
+        ),
         (FaultKind::AzDown, None, Some(_)) => {}
         (_, None, _) => c.missing(format!("{path}.member")),
         (_, Some(_), Some(_)) => c.push(Problem::Conflict, format!("{path}.az"), "only az_down faults name an `az`"),
@@ -503,9 +510,11 @@ fn check_fault(c: &mut Collector, path: &str, f: &FaultSpec, members: &[MemberId
         FaultKind::Flap => need(c, "period_s", f.period_s, &|x| x > 0.0 && x.is_finite(), "must be above 0"),
         _ => {}
     }
-    let extra = [("factor", f.factor.is_some() && f.kind != FaultKind::Slow),
+    let extra = [
+        ("factor", f.factor.is_some() && f.kind != FaultKind::Slow),
         ("rate", f.rate.is_some() && f.kind != FaultKind::Errors),
-        ("period_s", f.period_s.is_some() && f.kind != FaultKind::Flap)];
+        ("period_s", f.period_s.is_some() && f.kind != FaultKind::Flap),
+    ];
     for (field, bad) in extra {
         if bad {
             c.invalid(format!("{path}.{field}"), format!("does not apply to a `{}` fault", f.kind.as_str()));

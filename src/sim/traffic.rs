@@ -93,10 +93,17 @@ impl<'de> Deserialize<'de> for Arrival {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServiceTime {
-    Fixed { value: f64 },
-    Exponential { mean: f64 },
+    Fixed {
+        value: f64,
+    },
+    Exponential {
+        mean: f64,
+    },
     /// Given by its median and 99th percentile.
-    Lognormal { median: f64, p99: f64 },
+    Lognormal {
+        median: f64,
+        p99: f64,
+    },
 }
 
 impl ServiceTime {
@@ -156,7 +163,10 @@ impl Traffic {
                 nonneg(c, "arrival.min_rps", min_rps);
                 pos(c, "arrival.max_rps", max_rps);
                 if max_rps < min_rps {
-                    c.invalid(format!("{path}.arrival.max_rps"), format!("must be at least min_rps ({min_rps}), got {max_rps}"));
+                    c.invalid(
+                        format!("{path}.arrival.max_rps"),
+                        format!("must be at least min_rps ({min_rps}), got {max_rps}"),
+                    );
                 }
             }
             _ => {}
@@ -177,7 +187,10 @@ impl Traffic {
             ServiceTime::Lognormal { median, p99 } => {
                 pos(c, "service_time_ms.median", median);
                 if !(p99 > median && p99.is_finite()) {
-                    c.invalid(format!("{path}.service_time_ms.p99"), format!("must be above the median ({median}), got {p99}"));
+                    c.invalid(
+                        format!("{path}.service_time_ms.p99"),
+                        format!("must be above the median ({median}), got {p99}"),
+                    );
                 }
             }
         }
