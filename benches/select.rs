@@ -64,6 +64,9 @@ fn keys() -> Keys {
     }
 }
 
+/// One pick by key index, shared by two threads.
+type PickFn<'a> = Box<dyn Fn(u64) + Sync + 'a>;
+
 /// Runs `f(i)` for `iters` picks on each of two threads; returns the wall time of both.
 fn two_threads(iters: u64, f: &(dyn Fn(u64) + Sync)) -> Duration {
     let start = Instant::now();
@@ -143,7 +146,7 @@ fn bench_select(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("select_2threads/n{n}"));
         g.throughput(Throughput::Elements(2));
         g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
-        let cases: [(&str, Box<dyn Fn(u64) + Sync + '_>); 5] = [
+        let cases: [(&str, PickFn<'_>); 5] = [
             (
                 "baseline",
                 Box::new(|_| {

@@ -3,6 +3,9 @@
 //! request bodies field for field and are checked by the seed validators with their own error
 //! codes; lbsim's own sections use `LBSIM.xxxx` codes. Every error of a file is reported at once.
 
+// Range checks are written `!(x > 0.0)` on purpose: a NaN must fail them.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use crate::balancer::{MemberId, Options, Strategy};
 use crate::model::{
     from_value, parse_text, Api, BackendServersBody, Collector, EndpointGroupBody, FieldError, Format,

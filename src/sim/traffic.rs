@@ -273,11 +273,6 @@ impl Popularity {
             self.alias[i]
         }
     }
-
-    /// The probability of index `i`.
-    pub fn len(&self) -> usize {
-        self.prob.len()
-    }
 }
 
 #[cfg(test)]
