@@ -1,10 +1,7 @@
-//! Members: identity (`MemberId`), configuration (`Member`) and the per-member counters that
-//! survive configuration updates (`MemberState`).
+//! Members: identity (`MemberId`) and configuration (`Member`).
 
-use crossbeam_utils::CachePadded;
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// A member's identity: `host:port` (ECS members: `ecs_id:port`). Small and `Copy`, so that
@@ -83,6 +80,9 @@ pub struct Member {
     /// `status` 1 (available) or 2 (unavailable).
     pub(crate) available: bool,
     pub(crate) ecs_name: Option<&'static str>,
+    /// Stable per identity for the life of the balancer: indexes per-member state that
+    /// outlives snapshots (in-flight counts, WLC current weights).
+    pub(crate) slot: u32,
 }
 
 impl Member {
@@ -130,26 +130,5 @@ impl Member {
     /// Status 1 and a weight above zero: the member can be selected when healthy.
     pub fn is_enabled(&self) -> bool {
         self.available && self.effective_weight > 0
-    }
-}
-
-/// Counters of one member that outlive configuration snapshots. Padded to its own cache line so
-/// that picks of different members never write the same line.
-#[derive(Debug, Default)]
-pub(crate) struct MemberState {
-    pub(crate) inner: CachePadded<Counters>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// Picks whose guard is still alive (tracked for WLC and where `track_in_flight` is set).
-    pub(crate) in_flight: AtomicU32,
-    /// WLC's smooth-WRR current weight for breaking ties (nginx's `current_weight`).
-    pub(crate) wlc_current: AtomicI64,
-}
-
-impl MemberState {
-    pub(crate) fn in_flight(&self) -> u32 {
-        self.inner.in_flight.load(Ordering::Relaxed)
     }
 }

@@ -36,15 +36,12 @@ pub use snapshot::Tier;
 use crate::health::{CheckConfig, HealthMachine, HealthState, Outcome};
 use crate::model::{Validate, ValidationErrors, VpcChannel};
 use arc_swap::ArcSwap;
-use member::MemberState;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use snapshot::{Active, BuildInput, GroupSpec, Snapshot};
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// `balance_strategy`.
@@ -194,8 +191,9 @@ pub enum SelectError {
 #[must_use = "dropping the pick at once ends the request's in-flight count"]
 pub struct Pick<'a> {
     member: Member,
-    state: Option<Arc<MemberState>>,
-    _balancer: PhantomData<&'a Balancer>,
+    /// (stripe, slot) of an open in-flight count.
+    open: Option<(u16, u32)>,
+    balancer: &'a Balancer,
 }
 
 impl Pick<'_> {
@@ -206,8 +204,8 @@ impl Pick<'_> {
 
 impl Drop for Pick<'_> {
     fn drop(&mut self) {
-        if let Some(s) = &self.state {
-            s.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some((stripe, slot)) = self.open {
+            self.balancer.wlc.close(usize::from(stripe), slot);
         }
     }
 }
@@ -241,14 +239,27 @@ struct Config {
 struct Writer {
     config: Config,
     machines: Vec<HealthMachine>,
-    states: Vec<Arc<MemberState>>,
     index: HashMap<MemberId, usize>,
+    /// Every identity ever configured, with its slot (never reused for another identity).
+    slots: HashMap<MemberId, u32>,
+    generation: u64,
+}
+
+impl Writer {
+    /// Gives every member its identity's slot, assigning new ones to new identities.
+    fn assign_slots(&mut self) {
+        for m in self.config.members.iter_mut() {
+            let next = self.slots.len() as u32;
+            m.slot = *self.slots.entry(m.id).or_insert(next);
+        }
+    }
 }
 
 /// A channel's balancer. `Send + Sync`: share it (`Arc`, or a `&'static`) between threads.
 pub struct Balancer {
     snapshot: ArcSwap<Snapshot>,
     writer: Mutex<Writer>,
+    wlc: wlc::Stripes,
     options: Options,
     strategy_override: Option<Strategy>,
 }
@@ -310,11 +321,17 @@ impl<'c> Builder<'c> {
             .iter()
             .map(|_| HealthMachine::new(config.check.as_ref().map(|c| c.thresholds), initial))
             .collect();
-        let states = config.members.iter().map(|_| Arc::new(MemberState::default())).collect();
         let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-        let writer = Writer { config, machines, states, index };
+        let mut writer = Writer { config, machines, index, slots: HashMap::new(), generation: 0 };
+        writer.assign_slots();
         let snapshot = ArcSwap::from_pointee(build_snapshot(&writer, &options, None));
-        Ok(Balancer { snapshot, writer: Mutex::new(writer), options, strategy_override: self.strategy })
+        Ok(Balancer {
+            snapshot,
+            writer: Mutex::new(writer),
+            wlc: wlc::Stripes::new(wrr::STRIPES),
+            options,
+            strategy_override: self.strategy,
+        })
     }
 }
 
@@ -355,6 +372,7 @@ fn config_of(channel: &VpcChannel, strategy: Option<Strategy>) -> Config {
                 backup: m.is_backup.unwrap_or(false),
                 available: m.status.unwrap_or(1) != 2,
                 ecs_name: m.ecs_name.as_deref().map(member::intern),
+                slot: 0,
             }
         })
         .collect();
@@ -380,8 +398,8 @@ fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) ->
     let active = snapshot::build_active(&input, prev_active);
     Snapshot {
         strategy: w.config.strategy,
+        generation: w.generation,
         members: w.config.members.clone().into(),
-        states: w.states.clone().into(),
         health,
         track_in_flight: options.track_in_flight || w.config.strategy == Strategy::Wlc,
         active,
@@ -411,13 +429,18 @@ impl Balancer {
     pub fn select(&self, req: &Request<'_>) -> Result<Pick<'_>, SelectError> {
         let snap = self.snapshot.load();
         let active = snap.active.as_ref().map_err(|e| *e)?;
+        let stripe = wrr::stripe();
         let idx = match snap.strategy {
-            Strategy::Wrr => active.wrr_pick(wrr::stripe()),
-            Strategy::Wlc => active.wlc_pick(&snap.states, wrr::stripe()),
+            Strategy::Wrr => active.wrr_pick(stripe),
+            Strategy::Wlc => {
+                let g = active.group_for(stripe);
+                let m = self.wlc.pick(stripe, &snap, active, g, &|_| true).ok_or(SelectError::AllTried)?;
+                return Ok(self.opened(&snap, m, stripe));
+            }
             Strategy::SourceIp => active.hash_pick(ip_key(req.client)),
             Strategy::UriHash => active.hash_pick(uri_key(req.uri, self.options.uri_hash_key)),
         };
-        Ok(self.pick(&snap, idx))
+        Ok(self.pick(&snap, idx, stripe))
     }
 
     /// Selects a member other than those in `tried` (a retry). Hash strategies walk the key's
@@ -429,29 +452,41 @@ impl Balancer {
         let snap = self.snapshot.load();
         let active = snap.active.as_ref().map_err(|e| *e)?;
         let untried = |i: u32| !tried.contains(&snap.members[i as usize].id);
+        let stripe = wrr::stripe();
         let idx = match snap.strategy {
             Strategy::Wrr => {
                 let period: usize = active.groups.iter().map(|g| g.schedule.len()).sum::<usize>() + 1;
-                (0..period).map(|_| active.wrr_pick(wrr::stripe())).find(|&i| untried(i))
+                (0..period).map(|_| active.wrr_pick(stripe)).find(|&i| untried(i))
             }
-            Strategy::Wlc => active.wlc_pick_filtered(&snap.states, wrr::stripe(), &untried),
+            Strategy::Wlc => {
+                // The cursor's group first, then the others in order.
+                let first = active.group_for(stripe);
+                let order = std::iter::once(first).chain((0..active.groups.len()).filter(|&g| g != first));
+                let found = order.into_iter().find_map(|g| self.wlc.pick(stripe, &snap, active, g, &untried));
+                return found.map(|m| self.opened(&snap, m, stripe)).ok_or(SelectError::AllTried);
+            }
             Strategy::SourceIp => active.hash_pick_filtered(ip_key(req.client), &untried),
             Strategy::UriHash => active.hash_pick_filtered(uri_key(req.uri, self.options.uri_hash_key), &untried),
         };
-        idx.map(|i| self.pick(&snap, i)).ok_or(SelectError::AllTried)
+        idx.map(|i| self.pick(&snap, i, stripe)).ok_or(SelectError::AllTried)
     }
 
     #[inline]
-    fn pick(&self, snap: &Snapshot, idx: u32) -> Pick<'_> {
-        let i = idx as usize;
-        let state = if snap.track_in_flight {
-            let s = &snap.states[i];
-            s.inner.in_flight.fetch_add(1, Ordering::Relaxed);
-            Some(Arc::clone(s))
+    fn pick(&self, snap: &Snapshot, idx: u32, stripe: usize) -> Pick<'_> {
+        let member = snap.members[idx as usize];
+        let open = if snap.track_in_flight {
+            self.wlc.open(stripe, member.slot);
+            Some((stripe as u16, member.slot))
         } else {
             None
         };
-        Pick { member: snap.members[i], state, _balancer: PhantomData }
+        Pick { member, open, balancer: self }
+    }
+
+    /// A WLC pick, already counted by the stripe's index.
+    fn opened(&self, snap: &Snapshot, idx: u32, stripe: usize) -> Pick<'_> {
+        let member = snap.members[idx as usize];
+        Pick { member, open: Some((stripe as u16, member.slot)), balancer: self }
     }
 
     /// The key's preference order over the active tier's eligible members (hash strategies):
@@ -499,7 +534,7 @@ impl Balancer {
             .map(|i| MemberStatus {
                 member: snap.members[i],
                 health: snap.health[i],
-                in_flight: snap.states[i].in_flight(),
+                in_flight: self.wlc.in_flight(snap.members[i].slot),
                 eligible: shares[i].is_some(),
                 expected_share: shares[i].unwrap_or(0.0),
             })
@@ -524,31 +559,25 @@ impl Balancer {
         let thresholds = config.check.as_ref().map(|c| c.thresholds);
         let initial = initial_state(&self.options);
         let mut machines = Vec::with_capacity(config.members.len());
-        let mut states = Vec::with_capacity(config.members.len());
         for m in &config.members {
-            match w.index.get(&m.id) {
-                Some(&old) => {
-                    let prev = &w.machines[old];
-                    let mut machine = HealthMachine::new(thresholds, prev.state());
-                    if prev.thresholds().is_none() || thresholds.is_none() {
-                        machine = HealthMachine::new(thresholds, initial);
-                    }
-                    machines.push(machine);
-                    states.push(Arc::clone(&w.states[old]));
+            let machine = match w.index.get(&m.id).map(|&old| &w.machines[old]) {
+                Some(prev) if prev.thresholds().is_some() && thresholds.is_some() => {
+                    HealthMachine::new(thresholds, prev.state())
                 }
-                None => {
-                    machines.push(HealthMachine::new(thresholds, initial));
-                    states.push(Arc::new(MemberState::default()));
-                }
-            }
+                _ => HealthMachine::new(thresholds, initial),
+            };
+            machines.push(machine);
         }
-        let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-        *w = Writer { config, machines, states, index };
-        self.publish(&w);
+        w.index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        w.config = config;
+        w.machines = machines;
+        w.assign_slots();
+        self.publish(&mut w);
         Ok(())
     }
 
-    fn publish(&self, w: &Writer) {
+    fn publish(&self, w: &mut Writer) {
+        w.generation += 1;
         let prev = self.snapshot.load();
         let next = build_snapshot(w, &self.options, Some(&prev));
         self.snapshot.store(Arc::new(next));
@@ -612,7 +641,7 @@ impl HealthHandle<'_> {
         let i = *w.index.get(&id)?;
         let changed = f(&mut w.machines[i]);
         if changed.is_some() {
-            self.lb.publish(&w);
+            self.lb.publish(&mut w);
         }
         changed
     }

@@ -2,11 +2,10 @@
 //! strategy's precomputed structures. A writer builds a new one and swaps it in whole.
 
 use super::hash::{bucket_seed, mix, seed_of, Race};
-use super::member::{Member, MemberState};
+use super::member::Member;
 use super::wrr::{smooth_schedule, Cursors};
 use super::{GroupWeights, SelectError, Strategy};
 use crate::health::HealthState;
-use std::sync::Arc;
 
 /// Which members the strategy runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +18,9 @@ pub enum Tier {
 
 pub(crate) struct Snapshot {
     pub(crate) strategy: Strategy,
+    /// Bumped by every rebuild; per-stripe WLC indexes follow it.
+    pub(crate) generation: u64,
     pub(crate) members: Box<[Member]>,
-    pub(crate) states: Box<[Arc<MemberState>]>,
     pub(crate) health: Box<[HealthState]>,
     pub(crate) track_in_flight: bool,
     pub(crate) active: Result<Active, SelectError>,

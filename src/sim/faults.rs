@@ -78,6 +78,6 @@ mod tests {
         m.add(3, &fault(FaultKind::Errors, 0.0, Some(5.0)), 100.0);
         assert_eq!(m.at(1.0), Condition { down: false, slow: 3.0, error_rate: 0.25 });
         assert!(!m.at(9.99).down && m.at(10.0).down && m.at(19.9).down && !m.at(20.0).down);
-        assert!(m.at(52.0).down && !m.at(56.0).down && m.at(61.0).down && m.at(99.0).down);
+        assert!(m.at(52.0).down && !m.at(56.0).down && m.at(61.0).down && m.at(92.0).down && !m.at(99.0).down);
     }
 }
