@@ -434,7 +434,7 @@ impl Balancer {
             Strategy::Wrr => active.wrr_pick(stripe),
             Strategy::Wlc => {
                 let g = active.group_for(stripe);
-                let m = self.wlc.pick(stripe, &snap, active, g, &|_| true).ok_or(SelectError::AllTried)?;
+                let m = self.wlc.pick(stripe, &snap, active, g, None).ok_or(SelectError::AllTried)?;
                 return Ok(self.opened(&snap, m, stripe));
             }
             Strategy::SourceIp => active.hash_pick(ip_key(req.client)),
@@ -462,7 +462,7 @@ impl Balancer {
                 // The cursor's group first, then the others in order.
                 let first = active.group_for(stripe);
                 let order = std::iter::once(first).chain((0..active.groups.len()).filter(|&g| g != first));
-                let found = order.into_iter().find_map(|g| self.wlc.pick(stripe, &snap, active, g, &untried));
+                let found = order.into_iter().find_map(|g| self.wlc.pick(stripe, &snap, active, g, Some(&untried)));
                 return found.map(|m| self.opened(&snap, m, stripe)).ok_or(SelectError::AllTried);
             }
             Strategy::SourceIp => active.hash_pick_filtered(ip_key(req.client), &untried),

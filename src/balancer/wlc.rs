@@ -48,13 +48,14 @@ impl Stripes {
     }
 
     /// Picks a member of group `g` for the calling stripe and opens it. Returns the member index.
+    /// `keep`, when given, limits the choice to the members it allows (retries).
     pub(crate) fn pick(
         &self,
         stripe: usize,
         snap: &Snapshot,
         active: &Active,
         g: usize,
-        keep: &dyn Fn(u32) -> bool,
+        keep: Option<&dyn Fn(u32) -> bool>,
     ) -> Option<u32> {
         let mut st = self.stripes[stripe].lock();
         if st.generation != snap.generation || st.groups.is_empty() {
@@ -206,13 +207,14 @@ impl Index {
         self.a[p] + class.buckets[self.count[p] as usize].k * i64::from(self.weights[p])
     }
 
-    /// nginx's choice, without opening it. `keep` filters members (retries); filtered picks fall
-    /// back to a scan, which only retries take.
-    fn pick(&mut self, keep: &dyn Fn(u32) -> bool) -> Option<u32> {
+    /// nginx's choice, without opening it: the caller must `shift(pos, 1)` next, which takes the
+    /// winner out of its bucket. With `keep` (retries) the choice is among the members it allows,
+    /// by a scan: only retries take that path.
+    fn pick(&mut self, keep: Option<&dyn Fn(u32) -> bool>) -> Option<u32> {
         if self.members.is_empty() {
             return None;
         }
-        if !self.members.iter().all(|&m| keep(m)) {
+        if let Some(keep) = keep {
             return self.pick_scan(keep);
         }
         // The smallest ratio low/weight over classes, and the classes that reach it.
@@ -253,8 +255,8 @@ impl Index {
             }
         }
         let (_, pos) = winner?;
+        // The winner leaves this bucket at once (`shift`), so its heap entry needs no sift.
         self.a[pos as usize] -= total;
-        self.sift_down(pos);
         Some(pos)
     }
 
@@ -332,8 +334,11 @@ impl Index {
         if i < heap.len() {
             let moved = heap[i];
             self.heap_at[moved as usize] = i as u32;
-            self.sift_up(moved);
-            self.sift_down(moved);
+            if i > 0 && Self::before(&self.a, moved, self.classes[ci].buckets[c].heap[(i - 1) / 2]) {
+                self.sift_up(moved);
+            } else {
+                self.sift_down(moved);
+            }
         }
         let class = &mut self.classes[ci];
         if class.buckets[c].heap.is_empty() && class.low == c as u32 {
@@ -344,57 +349,56 @@ impl Index {
     }
 
     /// Heap order within a bucket: larger `a` first, then lower position (member order).
-    fn before(&self, x: u32, y: u32) -> bool {
-        let (ax, ay) = (self.a[x as usize], self.a[y as usize]);
+    #[inline]
+    fn before(a: &[i64], x: u32, y: u32) -> bool {
+        let (ax, ay) = (a[x as usize], a[y as usize]);
         ax > ay || (ax == ay && x < y)
     }
 
-    fn heap_of(&mut self, pos: u32) -> &mut Vec<u32> {
-        let p = pos as usize;
-        &mut self.classes[self.class[p] as usize].buckets[self.count[p] as usize].heap
-    }
-
     fn sift_up(&mut self, pos: u32) {
-        let mut i = self.heap_at[pos as usize] as usize;
+        let p = pos as usize;
+        let Index { classes, class, count, a, heap_at, .. } = self;
+        let heap = &mut classes[class[p] as usize].buckets[count[p] as usize].heap;
+        let mut i = heap_at[p] as usize;
         while i > 0 {
             let parent = (i - 1) / 2;
-            let pp = self.heap_of(pos)[parent];
-            if !self.before(pos, pp) {
+            let pp = heap[parent];
+            if !Self::before(a, pos, pp) {
                 break;
             }
-            let heap = self.heap_of(pos);
-            heap.swap(i, parent);
-            self.heap_at[pp as usize] = i as u32;
+            heap[i] = pp;
+            heap_at[pp as usize] = i as u32;
             i = parent;
         }
-        self.heap_at[pos as usize] = i as u32;
+        heap[i] = pos;
+        heap_at[p] = i as u32;
     }
 
     fn sift_down(&mut self, pos: u32) {
-        let mut i = self.heap_at[pos as usize] as usize;
+        let p = pos as usize;
+        let Index { classes, class, count, a, heap_at, .. } = self;
+        let heap = &mut classes[class[p] as usize].buckets[count[p] as usize].heap;
+        let len = heap.len();
+        let mut i = heap_at[p] as usize;
         loop {
-            let len = self.heap_of(pos).len();
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut best = i;
-            let mut best_pos = pos;
-            for child in [l, r] {
-                if child < len {
-                    let cp = self.heap_of(pos)[child];
-                    if self.before(cp, best_pos) {
-                        best = child;
-                        best_pos = cp;
-                    }
-                }
-            }
-            if best == i {
+            let l = 2 * i + 1;
+            if l >= len {
                 break;
             }
-            let heap = self.heap_of(pos);
-            heap.swap(i, best);
-            self.heap_at[best_pos as usize] = i as u32;
-            i = best;
+            let mut c = l;
+            if l + 1 < len && Self::before(a, heap[l + 1], heap[l]) {
+                c = l + 1;
+            }
+            let cp = heap[c];
+            if !Self::before(a, cp, pos) {
+                break;
+            }
+            heap[i] = cp;
+            heap_at[cp as usize] = i as u32;
+            i = c;
         }
-        self.heap_at[pos as usize] = i as u32;
+        heap[i] = pos;
+        heap_at[p] = i as u32;
     }
 }
 
@@ -410,11 +414,16 @@ mod tests {
     }
 
     impl Nginx {
-        fn pick(&mut self) -> usize {
+        /// `skip`: a member left out (a retry's already-tried member).
+        fn pick(&mut self, skip: Option<usize>) -> usize {
             let n = self.w.len();
-            let mut best = 0;
+            let ok = |i: usize| Some(i) != skip;
+            let mut best = (0..n).find(|&i| ok(i)).unwrap();
             let mut many = false;
-            for i in 1..n {
+            for i in best + 1..n {
+                if !ok(i) {
+                    continue;
+                }
                 let (l, r) = (self.conns[i] * self.w[best] as u64, self.conns[best] * self.w[i] as u64);
                 if l < r {
                     best = i;
@@ -428,7 +437,7 @@ mod tests {
                 let mut winner = best;
                 let mut wcw = i64::MIN;
                 for i in best..n {
-                    if self.conns[i] * self.w[best] as u64 != self.conns[best] * self.w[i] as u64 {
+                    if !ok(i) || self.conns[i] * self.w[best] as u64 != self.conns[best] * self.w[i] as u64 {
                         continue;
                     }
                     self.cw[i] += self.w[i];
@@ -446,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn matches_nginx_step_for_step_under_random_opens_and_closes() {
+    fn matches_nginx_step_for_step_under_random_opens_closes_and_retries() {
         let mut seed = 0x1234_5678_u64;
         let mut rnd = move || {
             seed ^= seed << 13;
@@ -468,8 +477,11 @@ mod tests {
                     ix.shift(p, -1);
                     ng.conns[p as usize] -= 1;
                 } else {
-                    let p = ix.pick(&|_| true).unwrap();
-                    let q = ng.pick();
+                    // Now and then a retry that leaves one member out.
+                    let skip = (n > 1 && rnd() % 4 == 0).then(|| (rnd() % n as u64) as usize);
+                    let keep = |m: u32| Some(m as usize) != skip;
+                    let p = ix.pick(skip.map(|_| &keep as &dyn Fn(u32) -> bool)).unwrap();
+                    let q = ng.pick(skip);
                     assert_eq!(p as usize, q, "case {case} step {step} weights {w:?}");
                     ix.shift(p, 1);
                     ng.conns[q] += 1;
