@@ -191,6 +191,8 @@ struct Engine<'a, 'w> {
     checks: Vec<Option<CheckConfig>>,
     backends: Vec<Backend>,
     index: HashMap<MemberId, u32>,
+    /// Per channel: the balancer's member slot -> backend index (the hot path's lookup).
+    by_slot: Vec<Vec<u32>>,
     heap: BinaryHeap<Entry>,
     seq: u64,
     reqs: Vec<Req>,
@@ -292,6 +294,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             checks,
             backends: Vec::new(),
             index: HashMap::new(),
+            by_slot: vec![Vec::new(); lbs.len()],
             heap: BinaryHeap::new(),
             seq: 0,
             reqs: Vec::new(),
@@ -315,9 +318,17 @@ impl<'a, 'w> Engine<'a, 'w> {
 
     /// Adds backends for members of channel `c` not seen before; schedules their probes.
     fn register_members(&mut self, c: usize, now: Micros) {
+        let slots: Vec<(MemberId, usize)> = self.lbs[c].members().iter().map(|s| (s.member.id(), s.member.slot as usize)).collect();
         for id in super::scenario::member_ids(&self.channels[c]) {
             if self.index.contains_key(&id) {
                 continue;
+            }
+            if let Some(&(_, slot)) = slots.iter().find(|(m, _)| *m == id) {
+                let by_slot = &mut self.by_slot[c];
+                if by_slot.len() <= slot {
+                    by_slot.resize(slot + 1, u32::MAX);
+                }
+                by_slot[slot] = self.backends.len() as u32;
             }
             let spec = self
                 .sc
@@ -524,10 +535,10 @@ impl<'a, 'w> Engine<'a, 'w> {
                 return self.finish(t, req, Err(reason));
             }
         };
-        let id = pick.member().id();
-        let Some(&m) = self.index.get(&id) else {
-            // A member the engine does not know yet cannot happen: changes register theirs.
-            return self.finish(t, req, Err(Failure::NoMember));
+        let m = match self.by_slot[channel].get(pick.member().slot as usize) {
+            Some(&m) if m != u32::MAX => m,
+            // Cannot happen: every member is registered when its channel is built or changed.
+            _ => return self.finish(t, req, Err(Failure::NoMember)),
         };
         self.m.attempt_started(m, secs(t));
         let slot = self.new_attempt(req, m, t, pick);

@@ -2,6 +2,7 @@
 
 use crate::model::Collector;
 use rand::Rng;
+use rand_distr::{Exp1, StandardNormal};
 use serde::{Deserialize, Deserializer};
 
 /// `[traffic]`.
@@ -111,10 +112,10 @@ impl ServiceTime {
     pub fn sample<R: Rng>(&self, rng: &mut R) -> f64 {
         match *self {
             ServiceTime::Fixed { value } => value,
-            ServiceTime::Exponential { mean } => -mean * (1.0 - rng.gen::<f64>()).ln(),
+            ServiceTime::Exponential { mean } => mean * rng.sample::<f64, _>(Exp1),
             ServiceTime::Lognormal { median, p99 } => {
                 let sigma = (p99 / median).ln() / Z99;
-                median * (sigma * standard_normal(rng)).exp()
+                median * (sigma * rng.sample::<f64, _>(StandardNormal)).exp()
             }
         }
     }
@@ -132,12 +133,6 @@ impl ServiceTime {
 /// The standard normal's 99th percentile.
 const Z99: f64 = 2.326_347_874_040_841;
 
-/// Box-Muller; one of the pair is used so that each draw consumes the same amount of the stream.
-fn standard_normal<R: Rng>(rng: &mut R) -> f64 {
-    let u1 = 1.0 - rng.gen::<f64>();
-    let u2 = rng.gen::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
 
 impl Traffic {
     pub(crate) fn check(&self, c: &mut Collector, path: &str) {
@@ -202,7 +197,7 @@ impl Traffic {
 
     /// Gap in seconds from `t` to the next arrival.
     pub fn next_gap<R: Rng>(&self, t: f64, rng: &mut R) -> f64 {
-        let exp = |rng: &mut R, rate: f64| -(1.0 - rng.gen::<f64>()).ln() / rate;
+        let exp = |rng: &mut R, rate: f64| rng.sample::<f64, _>(Exp1) / rate;
         match self.arrival {
             Arrival::Poisson => exp(rng, self.rate_rps),
             Arrival::Constant => 1.0 / self.rate_rps,
