@@ -6,3 +6,7 @@
 //! Addresses in scenario files (192.168.x.x and so on) are simulated members: live mode never
 //! connects to them. It starts a loopback backend per member (or maps members onto running
 //! loopback servers with `--backends`) and sends every byte to 127.0.0.1 or ::1.
+
+pub mod backends;
+pub mod loadgen;
+pub mod probe;

@@ -1,0 +1,1 @@
+//! Loopback HTTP backends that play the scenario's members (to be written).

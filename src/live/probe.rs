@@ -1,0 +1,1 @@
+//! Real TCP, HTTP and HTTPS health probes (to be written).
