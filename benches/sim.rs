@@ -13,8 +13,9 @@ use std::time::Duration;
 
 /// 100 members with weights 1-5 and a health check; 20,000 rps for 10 s = 200,000 requests.
 fn scenario_100() -> Scenario {
-    let members: Vec<String> =
-        (0..100).map(|i| format!(r#"{{ host = "192.168.{}.{}", weight = {} }}"#, i / 200, i % 200 + 1, i % 5 + 1)).collect();
+    let members: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{ host = "192.168.{}.{}", weight = {} }}"#, i / 200, i % 200 + 1, i % 5 + 1))
+        .collect();
     let text = format!(
         r#"
 name = "bench_100"

@@ -345,7 +345,7 @@ fn several_unknown_fields_are_reported_at_once() {
 }
 
 #[test]
-#[ignore = "bug: an unknown field stops validation, so the file's other errors are not reported (src/model/parse.rs:52, src/sim/scenario.rs:265)"]
+
 fn unknown_field_and_invalid_value_are_reported_together() {
     // DESIGN §2: every error in the file at once. An unknown field in [traffic] plus a port out of
     // range in [channel] reports only the unknown field today.
@@ -448,7 +448,7 @@ fn trace_has_one_line_per_attempt() {
 }
 
 #[test]
-#[ignore = "bug: a retry that finds no member left is counted in requests.retried though no second attempt is made (src/sim/engine.rs:510)"]
+
 fn retried_counts_only_requests_with_a_second_attempt() {
     // One member, down from the start, retries = 1: every request makes one attempt (refused);
     // the retry finds nobody else to try. The trace has no attempt-2 line, yet retried == total.
@@ -652,7 +652,7 @@ fn hash_disruption_moves_about_one_tenth_per_transition() {
 }
 
 #[test]
-#[ignore = "bug: hash.remapped_on_fault sums every transition's moved fraction, so it exceeds 1 (src/sim/metrics.rs:176)"]
+
 fn hash_fractions_stay_within_0_and_1() {
     // DESIGN §7: remapped_on_fault and returned_on_recovery are fractions (0-1) of the key space.
     // failover.toml under SH: 0.5 + 0.67 + 1.0 (the switch to the backups) = 2.17.
@@ -664,7 +664,7 @@ fn hash_fractions_stay_within_0_and_1() {
 }
 
 #[test]
-#[ignore = "bug: a fault's detected_at_s is the member's first unhealthy transition after at_s, even one caused by a later fault (src/sim/metrics.rs:263)"]
+
 fn undetected_fault_reports_no_detection() {
     // A `slow` fault that a TCP check cannot see (10-20 s), then a `down` fault (40-50 s) on the
     // same member: the slow fault's detected_at_s should be null, not the down fault's ~42 s.
@@ -697,7 +697,6 @@ until_s = 50
 }
 
 #[test]
-#[ignore = "bug: `compare` with a single strategy prints a bare report object, not {\"runs\": [...]} (src/report/render.rs:90)"]
 fn compare_json_is_always_a_runs_object() {
     // DESIGN §7: `compare` prints {"runs": [ ... ]}, one per strategy and mode; a script that
     // reads `runs` breaks when --strategy (or the file's `strategies`) names only one.

@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 /// (a few bytes each); that is what buys a `Copy` id that still displays as `host:port`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId {
+    // Field order makes the derived `Ord` sort by host, then port.
     host: &'static str,
     port: u16,
 }
@@ -22,7 +23,8 @@ impl MemberId {
         MemberId { host: intern(host), port }
     }
 
-    /// Parses `host:port` (IPv6 hosts as `[::1]:80` or the unbracketed `::1:80`, last colon).
+    /// Parses `host:port` (IPv6 hosts as `[::1]:80`, or unbracketed `::1:80` split at the last
+    /// colon).
     pub fn parse(s: &str) -> Option<MemberId> {
         let (host, port) = s.rsplit_once(':')?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
@@ -42,8 +44,28 @@ impl MemberId {
 }
 
 impl fmt::Display for MemberId {
+    /// `host:port`; an IPv6 host is bracketed (`[fd00::1]:80`) so the port stays unambiguous.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        for s in ["10.0.0.1:80", "[fd00::1]:8080", "ecs-1234:443", "backend.example:1"] {
+            assert_eq!(MemberId::parse(s).map(|m| m.to_string()).as_deref(), Some(s));
+        }
+        assert_eq!(MemberId::parse("fd00::1:80"), MemberId::parse("[fd00::1]:80"));
+        assert_eq!(MemberId::parse(":80"), None);
+        assert_eq!(MemberId::parse("host:x"), None);
     }
 }
 

@@ -666,6 +666,17 @@ impl KeySpace {
         self.table().owners.len()
     }
 
+    /// The table has `2^bits` buckets; a key's bucket is its hash's top `bits` bits.
+    pub fn bits(&self) -> u8 {
+        self.table().bits
+    }
+
+    /// The owner of bucket `b` (`b < buckets()`).
+    pub fn owner_of_bucket(&self, b: usize) -> MemberId {
+        let t = self.table();
+        self.snap.members[t.owners[b % t.owners.len()] as usize].id
+    }
+
     /// The owner of the bucket that a key hash falls into.
     pub fn owner_of_key(&self, key: u64) -> MemberId {
         let t = self.table();

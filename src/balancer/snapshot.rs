@@ -110,7 +110,9 @@ pub(crate) fn build_active(input: &BuildInput<'_>, previous: Option<&Active>) ->
         cursors.carry_from(&prev.cursors, &prev.schedule_lens, &schedule_lens);
     }
     let table = match input.strategy {
-        Strategy::SourceIp | Strategy::UriHash => Some(build_table(&groups, input.hash_bits, chosen.len())),
+        // Sized by the configured members, not the eligible ones, so that health changes keep
+        // the table's size and key spaces compare bucket for bucket.
+        Strategy::SourceIp | Strategy::UriHash => Some(build_table(&groups, input.hash_bits, members.len())),
         _ => None,
     };
     Ok(Active { tier, groups: groups.into(), group_schedule, cursors, table, schedule_lens })

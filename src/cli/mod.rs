@@ -1,7 +1,7 @@
 //! The command-line interface (DESIGN §6). Exit codes: 0 ok, 2 invalid input, 1 runtime failure.
 
 use crate::balancer::Strategy;
-use crate::report::{render, OutputFormat, Report};
+use crate::report::{render_comparison, render_run, OutputFormat, Report};
 use crate::sim::{self, RunOptions, Scenario};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -125,7 +125,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 _ => return Err(Failure::Input("`run` takes one --strategy; use `compare` for several".into())),
             };
             let report = run_one(&sc, &args, strategy, args.trace.clone())?;
-            emit(&args, &[report])
+            emit(&args, render_run(&report, args.format))
         }
         Command::Compare(args) => {
             let sc = load(&args.scenario)?;
@@ -135,7 +135,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 let trace = args.trace.as_ref().map(|p| with_suffix(p, s.name()));
                 runs.push(run_one(&sc, &args, s, trace)?);
             }
-            emit(&args, &runs)
+            emit(&args, render_comparison(&runs, args.format))
         }
     }
 }
@@ -192,8 +192,7 @@ fn run_one(sc: &Scenario, args: &RunArgs, strategy: Strategy, trace: Option<Path
     Ok(report)
 }
 
-fn emit(args: &RunArgs, runs: &[Report]) -> Result<(), Failure> {
-    let text = render(runs, args.format);
+fn emit(args: &RunArgs, text: String) -> Result<(), Failure> {
     match &args.out {
         Some(p) => std::fs::write(p, text).map_err(|e| Failure::Runtime(format!("{}: {e}", p.display()))),
         None => {

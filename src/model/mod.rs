@@ -26,7 +26,7 @@ pub use enums::*;
 pub use error::{join_path, Api, Collector, FieldError, Problem, ValidationErrors};
 pub use http_code::HttpCodes;
 pub use others::*;
-pub use parse::{from_json, from_value, parse_text, Format};
+pub use parse::{from_json, from_value, from_value_collect, parse_text, Format};
 
 /// Checks every rule a seed states for its body.
 pub trait Validate {
@@ -37,11 +37,17 @@ pub trait Validate {
     fn validate(&self) -> ValidationErrors;
 }
 
-/// Parses a JSON body (every unknown field reported) and validates it.
+/// Parses a JSON body and validates it: every unknown field and every rule violation at once.
 pub fn parse_body<T: Validate + serde::de::DeserializeOwned>(json: &str) -> Result<T, ValidationErrors> {
-    let body: T = from_json(json, T::API)?;
-    body.validate().into_result()?;
-    Ok(body)
+    let value = parse_text(json, Format::Json, T::API)?;
+    let (body, mut errors) = from_value_collect::<T>(value, T::API);
+    if let Some(b) = &body {
+        errors.extend(b.validate().errors);
+    }
+    match body {
+        Some(b) if errors.is_empty() => Ok(b),
+        _ => Err(ValidationErrors { errors }),
+    }
 }
 
 impl VpcChannel {

@@ -42,14 +42,25 @@ pub fn from_json<T: DeserializeOwned>(text: &str, api: Api) -> Result<T, Validat
 }
 
 /// Deserializes a value, collecting every unknown field (with its path) before giving up.
-pub fn from_value<T: DeserializeOwned>(mut value: Value, api: Api) -> Result<T, ValidationErrors> {
+/// Any error, unknown fields included, makes this an `Err`; [`from_value_collect`] keeps going.
+pub fn from_value<T: DeserializeOwned>(value: Value, api: Api) -> Result<T, ValidationErrors> {
+    match from_value_collect(value, api) {
+        (Some(t), errors) if errors.is_empty() => Ok(t),
+        (_, errors) => Err(ValidationErrors { errors }),
+    }
+}
+
+/// Deserializes a value with its unknown fields removed, and reports them: the typed value (when
+/// the rest has the right shape) and every unknown field, so that validation can go on and a body
+/// with a typo and a bad value gets both errors. A wrong type or a missing required field gives
+/// no value: the body's shape cannot be interpreted past it.
+pub fn from_value_collect<T: DeserializeOwned>(mut value: Value, api: Api) -> (Option<T>, Vec<FieldError>) {
     let mut errors = Vec::new();
     // Each round removes one unknown field, so the loop ends after at most as many rounds as the
     // value has keys.
     loop {
         match serde_path_to_error::deserialize::<_, T>(&value) {
-            Ok(t) if errors.is_empty() => return Ok(t),
-            Ok(_) => return Err(ValidationErrors { errors }),
+            Ok(t) => return (Some(t), errors),
             Err(e) => {
                 let path = e.path().to_string();
                 let path = if path == "." { String::new() } else { path };
@@ -71,7 +82,7 @@ pub fn from_value<T: DeserializeOwned>(mut value: Value, api: Api) -> Result<T, 
                 } else {
                     errors.push(FieldError::new(api, Problem::Malformed, path, msg));
                 }
-                return Err(ValidationErrors { errors });
+                return (None, errors);
             }
         }
     }

@@ -13,7 +13,7 @@ mod render;
 mod svg;
 mod table;
 
-pub use render::{render, OutputFormat, UnknownFormat};
+pub use render::{render, render_comparison, render_run, OutputFormat, UnknownFormat};
 
 /// One run of one scenario under one strategy, simulated or live.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -114,9 +114,11 @@ pub struct FaultReport {
 pub struct HashReport {
     /// Distinct keys seen.
     pub keys: u64,
-    /// Fraction of the key space (0-1) that changed member when faults were detected.
+    /// Fraction of the key space (0-1) that left its first owner when health checks turned
+    /// members unhealthy during the run (each bucket counted once).
     pub remapped_on_fault: Option<f64>,
-    /// Fraction of that moved key space that went back to its member on recovery.
+    /// Fraction of the key space (0-1) that left its first owner and was back with it at the end
+    /// of the run (keys return when their member recovers).
     pub returned_on_recovery: Option<f64>,
 }
 

@@ -72,9 +72,22 @@ impl FromStr for OutputFormat {
     }
 }
 
-/// Renders `runs` in `format`. One run renders as that run; several (what `compare` produces:
-/// one scenario under each strategy, simulated and live) render side by side. The output is
-/// deterministic: the same runs give the same bytes.
+/// Renders the report of one `run` in `format`: as that run (JSON: the `Report` object).
+pub fn render_run(run: &Report, format: OutputFormat) -> String {
+    render(std::slice::from_ref(run), format)
+}
+
+/// Renders what `compare` produces (one scenario under each strategy, simulated and live) side
+/// by side. JSON is always `{"runs": [...]}`, even with one run, so scripts see one shape.
+pub fn render_comparison(runs: &[Report], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => json_text(serde_json::to_string_pretty(&Comparison { runs: runs.to_vec() })),
+        _ => render(runs, format),
+    }
+}
+
+/// Renders `runs` in `format`. One run renders as that run; several render side by side. The
+/// output is deterministic: the same runs give the same bytes.
 pub fn render(runs: &[Report], format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => json(runs),
@@ -86,10 +99,13 @@ pub fn render(runs: &[Report], format: OutputFormat) -> String {
 
 /// DESIGN §7: one run is the `Report` object, several are `{"runs": [...]}`.
 fn json(runs: &[Report]) -> String {
-    let text = match runs {
+    json_text(match runs {
         [one] => serde_json::to_string_pretty(one),
         _ => serde_json::to_string_pretty(&Comparison { runs: runs.to_vec() }),
-    };
+    })
+}
+
+fn json_text(text: serde_json::Result<String>) -> String {
     // The report types hold only strings, numbers and string-keyed maps, which always
     // serialize; an error here would be a bug in the types, so say so in the output.
     let mut text = text.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string());

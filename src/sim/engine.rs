@@ -318,7 +318,8 @@ impl<'a, 'w> Engine<'a, 'w> {
 
     /// Adds backends for members of channel `c` not seen before; schedules their probes.
     fn register_members(&mut self, c: usize, now: Micros) {
-        let slots: Vec<(MemberId, usize)> = self.lbs[c].members().iter().map(|s| (s.member.id(), s.member.slot as usize)).collect();
+        let slots: Vec<(MemberId, usize)> =
+            self.lbs[c].members().iter().map(|s| (s.member.id(), s.member.slot as usize)).collect();
         for id in super::scenario::member_ids(&self.channels[c]) {
             if self.index.contains_key(&id) {
                 continue;
@@ -390,6 +391,9 @@ impl<'a, 'w> Engine<'a, 'w> {
             if let Some(at) = start {
                 self.schedule(us(at), Ev::FailoverStart);
             }
+        }
+        for (c, lb) in self.lbs.iter().enumerate() {
+            self.m.key_space_base(c, lb.key_space());
         }
         self.account(0);
     }
@@ -518,7 +522,6 @@ impl<'a, 'w> Engine<'a, 'w> {
         let lbs: &'a [Balancer] = self.lbs;
         let request = Request::new(ip, &self.uri_buf);
         let r = &mut self.reqs[req as usize];
-        r.attempts += 1;
         let picked = if r.tried.is_empty() {
             lbs[channel].select(&request)
         } else {
@@ -530,11 +533,15 @@ impl<'a, 'w> Engine<'a, 'w> {
                 // Nothing left to try: the request fails with its last attempt's reason.
                 let reason = if r.tried.is_empty() { Failure::NoMember } else { r.last_failure };
                 if r.tried.is_empty() {
+                    // A first attempt that finds no member is still the request's attempt 1.
+                    r.attempts += 1;
                     self.trace_attempt(t, req, None, reason.as_str(), None)?;
                 }
                 return self.finish(t, req, Err(reason));
             }
         };
+        // An attempt counts once a member is picked: a retry that finds none left is no attempt.
+        r.attempts += 1;
         let m = match self.by_slot[channel].get(pick.member().slot as usize) {
             Some(&m) if m != u32::MAX => m,
             // Cannot happen: every member is registered when its channel is built or changed.
@@ -739,14 +746,11 @@ impl<'a, 'w> Engine<'a, 'w> {
     fn probe_result(&mut self, t: Micros, m: u32, outcome: Outcome) {
         let b = &self.backends[m as usize];
         let lb = &self.lbs[b.channel];
-        let before = lb.key_space();
         if let Some(state) = lb.health().record(b.id, outcome) {
-            let after = lb.key_space();
-            let moved = match (&before, &after) {
-                (Some(a), Some(b)) => Some(a.moved_fraction(b)),
-                _ => None,
-            };
-            self.m.health_changed(m, secs(t), state, moved);
+            self.m.health_changed(m, secs(t), state);
+            if let Some(ks) = lb.key_space() {
+                self.m.key_space_changed(b.channel, &ks);
+            }
             self.account(t);
         }
     }

@@ -3,7 +3,7 @@
 
 use super::engine::{Backend, Failure};
 use super::scenario::{BackendSpec, FaultKind, Scenario};
-use crate::balancer::{MemberId, Strategy};
+use crate::balancer::{KeySpace, MemberId, Strategy};
 use crate::health::HealthState;
 use crate::report::*;
 use crate::Balancer;
@@ -25,8 +25,9 @@ pub(crate) struct Metrics {
     expected_since: f64,
     seen_clients: Vec<u64>,
     seen_uris: Vec<u64>,
-    remapped: f64,
-    returned: f64,
+    /// Per channel: the key space at the start, the buckets that ever left their first owner,
+    /// and those back with it now (hash strategies).
+    hash_base: Vec<Option<(KeySpace, Vec<u64>, Vec<u64>)>>,
     /// Failed attempts on affected members inside each fault's window.
     fault_failed: Vec<u64>,
     channel_requests: Vec<u64>,
@@ -88,8 +89,7 @@ impl Metrics {
             expected_since: 0.0,
             seen_clients: vec![0; (sc.traffic.clients as usize).div_ceil(64)],
             seen_uris: vec![0; (sc.traffic.uris as usize).div_ceil(64)],
-            remapped: 0.0,
-            returned: 0.0,
+            hash_base: Vec::new(),
             fault_failed: vec![0; sc.faults.len()],
             channel_requests: vec![0; sc.channels.len()],
             failover: (None, None),
@@ -169,12 +169,34 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn health_changed(&mut self, m: u32, t: f64, state: HealthState, moved: Option<f64>) {
+    pub(crate) fn health_changed(&mut self, m: u32, t: f64, state: HealthState) {
         self.members[m as usize].health.push((t, state));
-        if let Some(f) = moved {
-            match state {
-                HealthState::Unhealthy => self.remapped += f,
-                _ => self.returned += f,
+    }
+
+    /// The key space of channel `c` at the start of the run.
+    pub(crate) fn key_space_base(&mut self, c: usize, ks: Option<KeySpace>) {
+        if self.hash_base.len() <= c {
+            self.hash_base.resize_with(c + 1, || None);
+        }
+        self.hash_base[c] = ks.map(|k| {
+            let words = k.buckets().div_ceil(64);
+            (k, vec![0; words], vec![0; words])
+        });
+    }
+
+    /// Channel `c`'s key space after a health transition: which buckets left their first owner
+    /// (ever) and which are back with it (now).
+    pub(crate) fn key_space_changed(&mut self, c: usize, now: &KeySpace) {
+        let Some(Some((base, moved, back))) = self.hash_base.get_mut(c) else { return };
+        let shift = 64 - u32::from(base.bits());
+        for b in 0..base.buckets() {
+            let key = (b as u64) << shift;
+            let (w, bit) = (b / 64, 1u64 << (b % 64));
+            if now.owner_of_key(key) != base.owner_of_bucket(b) {
+                moved[w] |= bit;
+                back[w] &= !bit;
+            } else if moved[w] & bit != 0 {
+                back[w] |= bit;
             }
         }
     }
@@ -253,16 +275,23 @@ impl Metrics {
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let affected: Vec<&MemberMetrics> =
-                    self.members.iter().filter(|m| m.faults.iter().any(|&(fi, _, _)| fi == i)).collect();
-                let detected = affected
+                // A check notices this fault if it turns an affected member unhealthy from the
+                // fault's start until its end plus one check timeout (a check that started
+                // inside the window may complete that much later).
+                let detection = |m: &MemberMetrics, b: &Backend| {
+                    let timeout = f.lbs[b.channel].check().map_or(0.0, |c| f64::from(c.timeout_s));
+                    let end = spec.until_s.map_or(f64::INFINITY, |u| u + timeout);
+                    m.health
+                        .iter()
+                        .find(|&&(t, s)| t >= spec.at_s && t <= end && s == HealthState::Unhealthy)
+                        .map(|&(t, _)| t)
+                };
+                let detected = self
+                    .members
                     .iter()
-                    .filter_map(|m| {
-                        m.health
-                            .iter()
-                            .find(|&&(t, s)| t >= spec.at_s && s == HealthState::Unhealthy)
-                            .map(|&(t, _)| (m, t))
-                    })
+                    .zip(f.backends)
+                    .filter(|(m, _)| m.faults.iter().any(|&(fi, _, _)| fi == i))
+                    .filter_map(|(m, b)| detection(m, b).map(|t| (m, t)))
                     .min_by(|a, b| a.1.total_cmp(&b.1));
                 let recovered = detected.and_then(|(m, d)| {
                     m.health.iter().find(|&&(t, s)| t > d && s == HealthState::Healthy).map(|&(t, _)| t)
@@ -279,14 +308,21 @@ impl Metrics {
                 }
             })
             .collect();
+        let (mut moved, mut back, mut buckets) = (0u64, 0u64, 0u64);
+        for (base, m, b) in self.hash_base.iter().flatten() {
+            moved += popcount(m);
+            back += popcount(b);
+            buckets += base.buckets() as u64;
+        }
+        let frac = |n: u64| if buckets > 0 { round6(n as f64 / buckets as f64) } else { 0.0 };
         let hash = self.strategy.is_hash().then(|| HashReport {
             keys: if self.strategy == Strategy::SourceIp {
                 popcount(&self.seen_clients)
             } else {
                 popcount(&self.seen_uris)
             },
-            remapped_on_fault: Some(round6(self.remapped)),
-            returned_on_recovery: Some(round6(self.returned)),
+            remapped_on_fault: Some(frac(moved)),
+            returned_on_recovery: Some(frac(back)),
         });
         let timeline = (0..self.windows)
             .map(|w| TimelineEntry {

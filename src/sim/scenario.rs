@@ -8,7 +8,7 @@
 
 use crate::balancer::{MemberId, Options, Strategy};
 use crate::model::{
-    from_value, parse_text, Api, BackendServersBody, Collector, EndpointGroupBody, FieldError, Format,
+    from_value_collect, parse_text, Api, BackendServersBody, Collector, EndpointGroupBody, FieldError, Format,
     MemberGroupsBody, Problem, ProtectionGroupBody, Validate, ValidationErrors, VpcChannel,
 };
 use serde::Deserialize;
@@ -262,8 +262,11 @@ impl Scenario {
     /// Parses and validates scenario text.
     pub fn parse(text: &str, format: Format) -> Result<Scenario, ValidationErrors> {
         let value = parse_text(text, format, Api::Scenario)?;
-        let raw: RawScenario = from_value(value, Api::Scenario)?;
-        build(raw)
+        let (raw, unknown) = from_value_collect::<RawScenario>(value, Api::Scenario);
+        match raw {
+            Some(raw) => build(raw, unknown),
+            None => Err(ValidationErrors { errors: unknown }),
+        }
     }
 }
 
@@ -273,22 +276,18 @@ fn seed_body<T: Validate + serde::de::DeserializeOwned>(
     path: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<T> {
-    match from_value::<T>(v, T::API) {
-        Ok(body) => {
-            let e = body.validate();
-            let ok = e.is_empty();
-            errors.extend(e.under(path).errors);
-            ok.then_some(body)
-        }
-        Err(e) => {
-            errors.extend(e.under(path).errors);
-            None
-        }
-    }
+    let (body, unknown) = from_value_collect::<T>(v, T::API);
+    let clean = unknown.is_empty();
+    errors.extend(unknown.into_iter().map(|e| e.under(path)));
+    let body = body?;
+    let e = body.validate();
+    let ok = e.is_empty() && clean;
+    errors.extend(e.under(path).errors);
+    ok.then_some(body)
 }
 
-fn build(raw: RawScenario) -> Result<Scenario, ValidationErrors> {
-    let mut errors: Vec<FieldError> = Vec::new();
+fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, ValidationErrors> {
+    let mut errors: Vec<FieldError> = unknown;
     let mut own = Collector::new(Api::Scenario);
 
     if !(raw.duration_s > 0.0 && raw.duration_s <= 86_400.0 * 365.0) {

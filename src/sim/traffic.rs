@@ -133,7 +133,6 @@ impl ServiceTime {
 /// The standard normal's 99th percentile.
 const Z99: f64 = 2.326_347_874_040_841;
 
-
 impl Traffic {
     pub(crate) fn check(&self, c: &mut Collector, path: &str) {
         let pos = |c: &mut Collector, f: &str, v: f64| {
