@@ -10,6 +10,10 @@ use crate::Balancer;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
+/// A channel's key space at the start, the buckets that ever left their first owner (bitset),
+/// and those back with it now (bitset).
+type KeyTracking = (KeySpace, Vec<u64>, Vec<u64>);
+
 pub(crate) struct Metrics {
     duration: f64,
     step: f64,
@@ -27,7 +31,7 @@ pub(crate) struct Metrics {
     seen_uris: Vec<u64>,
     /// Per channel: the key space at the start, the buckets that ever left their first owner,
     /// and those back with it now (hash strategies).
-    hash_base: Vec<Option<(KeySpace, Vec<u64>, Vec<u64>)>>,
+    hash_base: Vec<Option<KeyTracking>>,
     /// Failed attempts on affected members inside each fault's window.
     fault_failed: Vec<u64>,
     channel_requests: Vec<u64>,
