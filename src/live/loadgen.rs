@@ -107,8 +107,8 @@ impl LoadResult {
 }
 
 fn new_histogram() -> Histogram<u64> {
-    // Auto-resizing, 3 significant figures: valid arguments, cannot fail.
-    Histogram::new(3).expect("a histogram with 3 significant figures")
+    // 1 µs to an hour at 3 significant figures (longer values saturate): constant, valid bounds.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 enum Outcome {
