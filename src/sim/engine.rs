@@ -4,7 +4,7 @@
 use super::faults::MemberFaults;
 use super::metrics::Metrics;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
-use super::traffic::Popularity;
+use super::traffic::{client_addr, mix_seed, Popularity};
 use crate::balancer::{MemberId, Pick, Strategy};
 use crate::health::{CheckConfig, HealthState, Outcome};
 use crate::model::{CheckProtocol, VpcChannel};
@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// How to run one scenario.
 pub struct RunOptions<'a> {
@@ -44,15 +44,6 @@ pub enum SimError {
     Channel(#[from] crate::model::ValidationErrors),
     #[error("writing the trace failed: {0}")]
     Trace(#[from] std::io::Error),
-}
-
-/// A 64-bit mix of two values (splitmix64's finalizer over their combination): seeds of the
-/// random streams and the addresses of simulated clients.
-fn mix_seed(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Simulated time in microseconds.
@@ -184,6 +175,8 @@ impl Streams {
 
 struct Engine<'a, 'w> {
     sc: &'a Scenario,
+    /// The run's seed (`--seed` or the scenario's).
+    seed: u64,
     strategy: Strategy,
     end: Micros,
     lbs: &'a [Balancer],
@@ -287,6 +280,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let checks = lbs.iter().map(|lb| lb.check()).collect();
         let mut e = Engine {
             sc,
+            seed,
             strategy,
             end: us(duration),
             lbs,
@@ -492,13 +486,7 @@ impl<'a, 'w> Engine<'a, 'w> {
     }
 
     fn client_ip(&self, client: u32) -> IpAddr {
-        let h = mix_seed(self.sc.seed ^ 0xC11E, u64::from(client));
-        let v6 = ((h >> 11) as f64 / (1u64 << 53) as f64) < self.sc.traffic.ipv6_fraction;
-        if v6 {
-            IpAddr::V6(Ipv6Addr::from(0x2001_0db8u128 << 96 | u128::from(h)))
-        } else {
-            IpAddr::V4(Ipv4Addr::from((10u32 << 24) | (h as u32 & 0x00FF_FFFF)))
-        }
+        client_addr(self.seed, client, self.sc.traffic.ipv6_fraction)
     }
 
     fn write_uri(&mut self, uri: u32) {

@@ -8,7 +8,7 @@
 //! `sim.requests_per_s` measure the machine, and `deterministic` leaves them out.
 
 mod engine;
-mod faults;
+pub mod faults;
 mod metrics;
 pub mod scenario;
 pub mod traffic;

@@ -4,6 +4,7 @@ use crate::model::Collector;
 use rand::Rng;
 use rand_distr::{Exp1, StandardNormal};
 use serde::{Deserialize, Deserializer};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `[traffic]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -132,6 +133,29 @@ impl ServiceTime {
 
 /// The standard normal's 99th percentile.
 const Z99: f64 = 2.326_347_874_040_841;
+
+/// A 64-bit mix of two values (splitmix64's finalizer over their combination): seeds of the
+/// random streams and the addresses of simulated clients.
+pub(crate) fn mix_seed(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The source address of client `index` (of `[traffic] clients`) in a scenario with this seed:
+/// 10.0.0.0/8 for IPv4, 2001:db8::/32 for the `ipv6_fraction` of clients with IPv6. The
+/// simulator and the live load generator both use it, so that a client has the same address in
+/// both modes.
+pub fn client_addr(seed: u64, index: u32, ipv6_fraction: f64) -> IpAddr {
+    let h = mix_seed(seed ^ 0xC11E, u64::from(index));
+    let v6 = ((h >> 11) as f64 / (1u64 << 53) as f64) < ipv6_fraction;
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(0x2001_0db8u128 << 96 | u128::from(h)))
+    } else {
+        IpAddr::V4(Ipv4Addr::from((10u32 << 24) | (h as u32 & 0x00FF_FFFF)))
+    }
+}
 
 impl Traffic {
     pub(crate) fn check(&self, c: &mut Collector, path: &str) {
