@@ -191,13 +191,20 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| classify(&e))?;
     // Drive the connection here instead of spawning it: when the probe ends (result, error or
     // timeout) everything is dropped and the socket closed, with no task left behind.
-    tokio::pin!(conn);
+    let send = sender.send_request(request);
+    tokio::pin!(conn, send);
     tokio::select! {
-        res = sender.send_request(request) => res.map(|r| r.status().as_u16()).map_err(|e| classify(&e)),
-        res = &mut conn => Err(match res {
-            Ok(()) => ProbeFailure::Http("connection closed before the response".into()),
-            Err(e) => classify(&e),
-        }),
+        biased;
+        res = &mut send => res.map(|r| r.status().as_u16()).map_err(|e| classify(&e)),
+        end = &mut conn => {
+            // With `Connection: close` the connection ends right after delivering the response
+            // head; the request's future then holds the response (or hyper's "closed" error).
+            match (send.await, end) {
+                (Ok(r), _) => Ok(r.status().as_u16()),
+                (Err(e), Ok(())) => Err(classify(&e)),
+                (Err(_), Err(e)) => Err(classify(&e)),
+            }
+        }
     }
 }
 
