@@ -30,7 +30,7 @@
 mod prober;
 mod tls;
 
-pub use prober::{first_probe_delay, spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, ProbeRecord};
+pub use prober::{first_probe_delay, spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, ProbeRecord, RECENT_PROBES};
 pub use tls::{Pem, TlsOptions, TlsProbe, TlsSetupError};
 
 use crate::health::{CheckConfig, Outcome};
