@@ -34,7 +34,7 @@ pub mod report;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use balancer::{Balancer, MemberId, Pick, Request, SelectError, Strategy};
+pub use balancer::{Balancer, MemberId, OwnedPick, Pick, Request, SelectError, Strategy};
 
 /// The README's examples run as doc tests.
 #[cfg(doctest)]

@@ -210,6 +210,45 @@ impl Drop for Pick<'_> {
     }
 }
 
+impl Pick<'_> {
+    /// Turns the pick into one that owns a handle to its balancer, so that it can outlive the
+    /// borrow (a proxy keeps it in a response body until the body ends). `owner` must be the
+    /// balancer the pick came from.
+    pub fn into_owned(mut self, owner: &Arc<Balancer>) -> OwnedPick {
+        debug_assert!(std::ptr::eq(self.balancer, Arc::as_ptr(owner)), "a pick belongs to its own balancer");
+        let open = self.open.take();
+        OwnedPick { member: self.member, open, balancer: Arc::clone(owner) }
+    }
+}
+
+/// A [`Pick`] that owns an `Arc` of its balancer: `'static`, for async proxies.
+#[must_use = "dropping the pick at once ends the request's in-flight count"]
+pub struct OwnedPick {
+    member: Member,
+    open: Option<(u16, u32)>,
+    balancer: Arc<Balancer>,
+}
+
+impl OwnedPick {
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+}
+
+impl Drop for OwnedPick {
+    fn drop(&mut self) {
+        if let Some((stripe, slot)) = self.open {
+            self.balancer.wlc.close(usize::from(stripe), slot);
+        }
+    }
+}
+
+impl fmt::Debug for OwnedPick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPick").field("member", &self.member.id()).finish()
+    }
+}
+
 impl fmt::Debug for Pick<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pick").field("member", &self.member.id()).finish()

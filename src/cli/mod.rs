@@ -27,6 +27,10 @@ enum Command {
     Run(RunArgs),
     /// Simulate the same scenario under each strategy and show them side by side.
     Compare(RunArgs),
+    /// Run a scenario live on loopback: a backend per member, real health probes, the reverse
+    /// proxy and, with --duration, the load generator; then report as `run` does.
+    #[cfg(feature = "live")]
+    Proxy(ProxyArgs),
     /// Check a scenario file and print every problem at once (exit 2 when there are any).
     Validate {
         /// Scenario file (.toml or .json).
@@ -61,6 +65,59 @@ struct RunArgs {
     /// that the same scenario and seed give byte-identical output.
     #[arg(long)]
     deterministic: bool,
+    /// `compare` only: also run each strategy live on loopback (`--duration` or the scenario's
+    /// `duration_s` of real time per strategy) and put the runs side by side.
+    #[cfg(feature = "live")]
+    #[arg(long)]
+    live: bool,
+}
+
+#[cfg(feature = "live")]
+#[derive(Args)]
+struct ProxyArgs {
+    /// Scenario file (.toml or .json) with one [channel].
+    scenario: PathBuf,
+    /// Loopback address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Drive the scenario's traffic through the proxy for this many seconds, then report. Without
+    /// it, serve until Ctrl-C.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Strategy (default: the channel's balance_strategy).
+    #[arg(long)]
+    strategy: Option<Strategy>,
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Map members onto running loopback servers instead of starting backends:
+    /// `HOST:PORT=127.0.0.1:PORT,...` (every member of the channel).
+    #[arg(long)]
+    backends: Option<String>,
+    /// Trust this request header for the client's address (source-IP hashing only; loopback
+    /// has one address). With --duration the load generator sends `x-lbsim-client-ip` unless
+    /// this names another.
+    #[arg(long)]
+    client_ip_header: Option<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Log level on stderr: error, warn, info, debug, trace (or a tracing filter).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// HTTPS checks verify member certificates against this PEM bundle (default: no verification,
+    /// as the cloud's checks do).
+    #[arg(long)]
+    probe_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for checks with `enable_client_ssl`.
+    #[arg(long, requires = "probe_client_key")]
+    probe_client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "probe_client_cert")]
+    probe_client_key: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
@@ -127,6 +184,8 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             let report = run_one(&sc, &args, strategy, args.trace.clone())?;
             emit(&args, render_run(&report, args.format))
         }
+        #[cfg(feature = "live")]
+        Command::Proxy(args) => live::proxy(args),
         Command::Compare(args) => {
             let sc = load(&args.scenario)?;
             let strategies = if args.strategy.is_empty() { sc.strategies.clone() } else { args.strategy.clone() };
@@ -134,6 +193,11 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             for s in strategies {
                 let trace = args.trace.as_ref().map(|p| with_suffix(p, s.name()));
                 runs.push(run_one(&sc, &args, s, trace)?);
+                #[cfg(feature = "live")]
+                if args.live {
+                    let d = args.duration.unwrap_or(sc.duration_s);
+                    runs.push(live::compare_run(&sc, s, d, args.seed)?);
+                }
             }
             emit(&args, render_comparison(&runs, args.format))
         }
@@ -193,7 +257,11 @@ fn run_one(sc: &Scenario, args: &RunArgs, strategy: Strategy, trace: Option<Path
 }
 
 fn emit(args: &RunArgs, text: String) -> Result<(), Failure> {
-    match &args.out {
+    emit_to(args.out.as_deref(), text)
+}
+
+fn emit_to(out: Option<&Path>, text: String) -> Result<(), Failure> {
+    match out {
         Some(p) => std::fs::write(p, text).map_err(|e| Failure::Runtime(format!("{}: {e}", p.display()))),
         None => {
             let mut out = std::io::stdout().lock();
@@ -201,5 +269,102 @@ fn emit(args: &RunArgs, text: String) -> Result<(), Failure> {
                 .and_then(|_| out.flush())
                 .map_err(|e| Failure::Runtime(format!("stdout: {e}")))
         }
+    }
+}
+
+#[cfg(feature = "live")]
+mod live {
+    use super::{emit_to, load, Failure, ProxyArgs};
+    use crate::balancer::Strategy;
+    use crate::live::backends::parse_backend_map;
+    use crate::live::probe::{Pem, TlsOptions, TlsProbe};
+    use crate::live::run::{run, LiveOptions};
+    use crate::report::{render_run, Report};
+    use crate::sim::Scenario;
+    use std::time::Duration;
+
+    fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))
+    }
+
+    fn logging(level: &str) {
+        let filter = tracing_subscriber::EnvFilter::try_new(level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
+
+    pub(super) fn proxy(args: ProxyArgs) -> Result<(), Failure> {
+        let sc = load(&args.scenario)?;
+        if !args.listen.ip().is_loopback() {
+            return Err(Failure::Input(format!(
+                "--listen {}: live mode listens on loopback only (127.0.0.1 or ::1)",
+                args.listen
+            )));
+        }
+        if let Some(d) = args.duration {
+            if !(d > 0.0 && d <= 86_400.0) {
+                return Err(Failure::Input(format!("--duration must be within (0, 86400] seconds, got {d}")));
+            }
+        }
+        let backends = args
+            .backends
+            .as_deref()
+            .map(parse_backend_map)
+            .transpose()
+            .map_err(|e| Failure::Input(format!("--backends: {e}")))?;
+        let probe_tls = match (&args.probe_ca, &args.probe_client_cert, &args.probe_client_key) {
+            (None, None, None) => None,
+            (ca, cert, key) => Some(
+                TlsProbe::new(&TlsOptions {
+                    verify_roots: ca.clone().map(Pem::File),
+                    client_cert: cert.clone().map(Pem::File),
+                    client_key: key.clone().map(Pem::File),
+                })
+                .map_err(|e| Failure::Input(format!("probe TLS: {e}")))?,
+            ),
+        };
+        let strategy = args
+            .strategy
+            .or_else(|| sc.channels.first().and_then(|c| Strategy::from_code(c.channel.balance_strategy)))
+            .unwrap_or(Strategy::Wrr);
+        logging(&args.log_level);
+        let opts = LiveOptions {
+            strategy,
+            listen: args.listen,
+            duration: args.duration.map(Duration::from_secs_f64),
+            backends,
+            client_ip_header: args.client_ip_header.clone(),
+            seed: args.seed,
+            probe_tls,
+        };
+        let report = runtime(args.workers)?.block_on(run(&sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))?;
+        if args.duration.is_some() {
+            emit_to(args.out.as_deref(), render_run(&report, args.format))?;
+        }
+        Ok(())
+    }
+
+    /// One live run for `compare --live`: loopback backends, any free port, quiet logs.
+    pub(super) fn compare_run(
+        sc: &Scenario,
+        strategy: Strategy,
+        duration: f64,
+        seed: Option<u64>,
+    ) -> Result<Report, Failure> {
+        logging("warn");
+        let opts = LiveOptions {
+            strategy,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            duration: Some(Duration::from_secs_f64(duration)),
+            backends: None,
+            client_ip_header: None,
+            seed,
+            probe_tls: None,
+        };
+        runtime(2)?.block_on(run(sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))
     }
 }

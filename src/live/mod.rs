@@ -10,3 +10,6 @@
 pub mod backends;
 pub mod loadgen;
 pub mod probe;
+pub mod proxy;
+pub mod run;
+pub mod stats;

@@ -1,0 +1,401 @@
+//! The reverse proxy: hyper 1.x, HTTP/1.1 and HTTP/2 (h2c) to clients, pooled keep-alive HTTP/1.1
+//! to members, the balancer picking per request.
+//!
+//! Per request: the client's address (the socket peer, or a trusted header when configured)
+//! and the path go to `select`; the body is read up to `max_body_bytes` (so it can be retried);
+//! the upstream exchange holds the pick (and so the member's WLC in-flight count) until the
+//! response body ends. Failed attempts are retried as the scenario's `retries` says (DESIGN §5):
+//! a refused connection, a timeout, a 503 (a member's full queue), and a reset before any
+//! response byte for idempotent methods; hash strategies retry the key's next member in its
+//! preference order. `X-Forwarded-For` gets the peer's address appended. Shutdown stops
+//! accepting and lets in-flight requests finish (bounded by a grace period).
+
+use super::stats::{ProxyStats, Reason};
+use crate::balancer::{MemberId, OwnedPick};
+use crate::{Balancer, Request};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How the proxy behaves.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where each member is served: a loopback address.
+    pub upstreams: HashMap<MemberId, SocketAddr>,
+    /// Take the client address for hashing from this header (first value) instead of the
+    /// socket peer. Only for trusted clients: loopback has one address.
+    pub client_ip_header: Option<HeaderName>,
+    pub retries: u32,
+    /// Bounds each attempt until the response head arrives.
+    pub request_timeout: Duration,
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// Request line and headers; larger ones get 431 (HTTP/1.1).
+    pub max_header_bytes: usize,
+    /// A client that does not finish its headers by then is disconnected.
+    pub header_read_timeout: Duration,
+}
+
+impl ProxyConfig {
+    pub fn new(upstreams: HashMap<MemberId, SocketAddr>) -> ProxyConfig {
+        ProxyConfig {
+            upstreams,
+            client_ip_header: None,
+            retries: 0,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 16 << 10,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    addr: SocketAddr,
+    stats: Arc<ProxyStats>,
+    stop: Option<oneshot::Sender<Duration>>,
+    task: JoinHandle<()>,
+}
+
+struct Shared {
+    lb: Arc<Balancer>,
+    cfg: ProxyConfig,
+    client: Client<HttpConnector, Full<Bytes>>,
+    stats: Arc<ProxyStats>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+impl Proxy {
+    /// Binds `listen` (a loopback address) and serves until [`Proxy::shutdown`].
+    pub async fn start(
+        lb: Arc<Balancer>,
+        cfg: ProxyConfig,
+        listen: SocketAddr,
+        stats: Arc<ProxyStats>,
+    ) -> std::io::Result<Proxy> {
+        if !listen.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{listen} is not a loopback address"),
+            ));
+        }
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.request_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(512)
+            .build(connector);
+        let shared = Arc::new(Shared { lb, cfg, client, stats: Arc::clone(&stats) });
+        let (stop, stopped) = oneshot::channel::<Duration>();
+        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        tracing::info!(%addr, "proxy listening");
+        Ok(Proxy { addr, stats, stop: Some(stop), task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stats(&self) -> &Arc<ProxyStats> {
+        &self.stats
+    }
+
+    /// Stops accepting, then waits up to `grace` for in-flight requests to finish.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(grace);
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            self.task.abort();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<Duration>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.cfg.header_read_timeout)
+        .max_buf_size(shared.cfg.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(shared.cfg.max_header_bytes as u32);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let grace = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&shared), peer, req));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "client connection ended");
+                    }
+                });
+            }
+            grace = &mut stopped => break grace.unwrap_or(Duration::ZERO),
+        }
+    };
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("proxy drained"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(grace_ms = grace.as_millis() as u64, "proxy grace period over"),
+    }
+}
+
+fn client_ip(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let from_header = shared
+        .cfg
+        .client_ip_header
+        .as_ref()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next().and_then(|first| first.trim().parse::<IpAddr>().ok()));
+    from_header.unwrap_or(peer.ip())
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> hyper::Response<ProxyBody> {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(msg.into())).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+];
+
+async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let stats = &shared.stats;
+    let client = client_ip(&shared, peer, req.headers());
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, shared.cfg.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let (status, reason) = if too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, Reason::BodyTooLarge)
+            } else {
+                (StatusCode::BAD_REQUEST, Reason::ClientAbort)
+            };
+            stats.request_failed(reason);
+            return Ok(plain(status, format!("{}\n", status.canonical_reason().unwrap_or("error"))));
+        }
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let lreq = Request::new(client, path);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    );
+    let mut tried: Vec<MemberId> = Vec::new();
+    let mut last = Reason::NoMember;
+    for attempt in 0..=shared.cfg.retries {
+        let picked = if tried.is_empty() { shared.lb.select(&lreq) } else { shared.lb.select_excluding(&lreq, &tried) };
+        let pick = match picked {
+            Ok(p) => p.into_owned(&shared.lb),
+            Err(e) => {
+                if tried.is_empty() {
+                    stats.request_failed(Reason::NoMember);
+                    return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, format!("no member: {e}\n")));
+                }
+                break;
+            }
+        };
+        let id = pick.member().id();
+        let retry_ok =
+            |r: Reason| attempt < shared.cfg.retries && (r.retriable() || (r == Reason::Reset && idempotent));
+        stats.attempt_started(id);
+        let Some(&addr) = shared.cfg.upstreams.get(&id) else {
+            // A member with no loopback server: as if it refused the connection.
+            last = Reason::Refused;
+            stats.attempt_failed(id, last);
+            tried.push(id);
+            if retry_ok(last) {
+                continue;
+            }
+            break;
+        };
+        let upstream = match upstream_request(&parts, &body, addr, peer) {
+            Ok(r) => r,
+            Err(e) => {
+                stats.attempt_failed(id, Reason::BadRequest);
+                stats.request_failed(Reason::BadRequest);
+                return Ok(plain(StatusCode::BAD_REQUEST, format!("{e}\n")));
+            }
+        };
+        let outcome = tokio::time::timeout(shared.cfg.request_timeout, shared.client.request(upstream)).await;
+        let reason = match outcome {
+            Err(_) => Reason::Timeout,
+            Ok(Err(e)) if e.is_connect() => Reason::Refused,
+            Ok(Err(_)) => Reason::Reset,
+            Ok(Ok(resp)) if resp.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < shared.cfg.retries => {
+                Reason::QueueFull
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                stats.attempt_answered(id, status.as_u16(), started.elapsed());
+                if !tried.is_empty() {
+                    stats.retried();
+                }
+                stats.request_answered(status.as_u16(), started.elapsed());
+                tracing::debug!(member = %id, status = status.as_u16(), attempt, elapsed_us = started.elapsed().as_micros() as u64, "proxied");
+                let (mut head, body) = resp.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                let body = PickBody { inner: body, pick: Some(pick), stats: Arc::clone(stats) };
+                return Ok(hyper::Response::from_parts(head, body.boxed()));
+            }
+        };
+        stats.attempt_failed(id, reason);
+        tracing::debug!(member = %id, ?reason, attempt, "attempt failed");
+        last = reason;
+        tried.push(id);
+        if !retry_ok(reason) {
+            break;
+        }
+    }
+    stats.request_failed(last);
+    if tried.len() > 1 {
+        stats.retried();
+    }
+    let status = match last {
+        Reason::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Reason::QueueFull | Reason::NoMember => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    Ok(plain(status, format!("upstream failed: {}\n", last.as_str())))
+}
+
+fn upstream_request(
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    addr: SocketAddr,
+    peer: SocketAddr,
+) -> Result<hyper::Request<Full<Bytes>>, hyper::http::Error> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("http://{addr}{path}"))
+        .body(Full::new(body.clone()))?;
+    let headers = req.headers_mut();
+    for (k, v) in parts.headers.iter() {
+        headers.append(k.clone(), v.clone());
+    }
+    strip_hop_by_hop(headers);
+    let xff = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    if !headers.contains_key(hyper::header::HOST) {
+        if let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            headers.insert(hyper::header::HOST, host);
+        }
+    }
+    Ok(req)
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+/// The upstream response body, holding the pick until it ends so that the member's in-flight
+/// count covers the whole exchange.
+struct PickBody {
+    inner: Incoming,
+    pick: Option<OwnedPick>,
+    stats: Arc<ProxyStats>,
+}
+
+impl Body for PickBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(p) = self.pick.take() {
+                    self.stats.attempt_ended(p.member().id());
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(p) = self.pick.take() {
+                    self.stats.attempt_ended(p.member().id());
+                    self.stats.body_reset(p.member().id());
+                }
+            }
+            _ => {}
+        }
+        polled.map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PickBody {
+    fn drop(&mut self) {
+        // The client went away before the body ended: the exchange is over all the same.
+        if let Some(p) = self.pick.take() {
+            self.stats.attempt_ended(p.member().id());
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! `lbsim proxy`: one scenario live on loopback, reported in the simulator's format.
+//!
+//! Starts a loopback backend per member (or maps members onto running servers), the balancer,
+//! the real health probes, the proxy and, with a duration, the load generator with the
+//! scenario's traffic; then reports in DESIGN §7's format with `"mode": "live"`.
+
+use super::backends::{self, Backends, LiveClock};
+use super::loadgen::{self, LoadPlan};
+use super::probe::{spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, TlsProbe};
+use super::proxy::{Proxy, ProxyConfig};
+use super::stats::ProxyStats;
+use crate::balancer::{KeySpace, MemberId, Strategy};
+use crate::health::HealthState;
+use crate::report::*;
+use crate::sim::scenario::{member_ids, FaultKind, Scenario};
+use crate::Balancer;
+use hdrhistogram::Histogram;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The client-address header the built-in load generator sends and the proxy then trusts, when
+/// `--client-ip-header` names none.
+pub const DEFAULT_CLIENT_IP_HEADER: &str = "x-lbsim-client-ip";
+
+/// How to run a scenario live.
+#[derive(Debug)]
+pub struct LiveOptions {
+    pub strategy: Strategy,
+    pub listen: SocketAddr,
+    /// Drive the scenario's traffic for this long, then report; `None`: serve until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Members mapped onto running loopback servers instead of started ones.
+    pub backends: Option<Vec<(MemberId, SocketAddr)>>,
+    /// The proxy trusts this header for the client address (hashing only).
+    pub client_ip_header: Option<String>,
+    pub seed: Option<u64>,
+    /// TLS for HTTPS checks (default: accept any certificate).
+    pub probe_tls: Option<TlsProbe>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the scenario's channel is invalid: {0}")]
+    Channel(#[from] crate::model::ValidationErrors),
+    #[error("--backends: {0}")]
+    Backends(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+/// Runs a scenario live and reports it.
+pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveError> {
+    if sc.channels.len() != 1 || sc.channels[0].endpoint_group.is_some() || sc.protection_group.is_some() {
+        return Err(LiveError::Unsupported(
+            "live mode runs scenarios with one [channel]; GA endpoint groups and SDRS protection groups run in the simulator"
+                .into(),
+        ));
+    }
+    let seed = opts.seed.unwrap_or(sc.seed);
+    let channel = &sc.channels[0].channel;
+    let members = member_ids(channel);
+    let clock = LiveClock::now();
+
+    // Members' servers: started on loopback, or mapped onto running ones.
+    let (started, upstreams): (Option<Backends>, HashMap<MemberId, SocketAddr>) = match &opts.backends {
+        Some(map) => {
+            let upstreams: HashMap<_, _> = map.iter().copied().collect();
+            if let Some(missing) = members.iter().find(|m| !upstreams.contains_key(m)) {
+                return Err(LiveError::Backends(format!(
+                    "member {missing} is not mapped (give HOST:PORT=127.0.0.1:PORT for every member)"
+                )));
+            }
+            (None, upstreams)
+        }
+        None => {
+            let b = backends::start(backends::plans(sc, seed), clock)
+                .await
+                .map_err(|source| LiveError::Io { what: "starting loopback backends".into(), source })?;
+            let upstreams = b.addrs().into_iter().collect();
+            (Some(b), upstreams)
+        }
+    };
+
+    let lb = Arc::new(Balancer::builder(channel).options(sc.balancer.clone()).strategy(opts.strategy).build()?);
+    let probe_start = Instant::now();
+    let probe_tls = opts.probe_tls.take();
+    let prober: Option<ProbeHandle> = lb.check().map(|check| {
+        let targets = members.iter().filter_map(|m| upstreams.get(m).map(|a| (*m, *a))).collect();
+        let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None };
+        spawn_probes(Arc::clone(&lb), check, targets, popts)
+    });
+    // Expected shares in force from each health transition on, and the key space's moves.
+    let tracker =
+        prober.as_ref().map(|p| tokio::spawn(track(Arc::clone(&lb), p.subscribe(), clock.start, probe_start)));
+
+    let duration = opts.duration.unwrap_or(Duration::ZERO);
+    let step = sc.timeline_step_s;
+    let windows = ((duration.as_secs_f64() / step).ceil() as usize).max(1);
+    let stats = Arc::new(ProxyStats::new(&members, clock.start, step, windows));
+    let header = opts.client_ip_header.clone().or_else(|| opts.duration.map(|_| DEFAULT_CLIENT_IP_HEADER.to_string()));
+    let mut cfg = ProxyConfig::new(upstreams);
+    cfg.retries = sc.traffic.retries;
+    cfg.request_timeout = Duration::from_secs_f64(sc.traffic.request_timeout_ms / 1e3);
+    cfg.client_ip_header = match &header {
+        Some(h) => Some(
+            hyper::header::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|e| LiveError::Unsupported(format!("--client-ip-header `{h}`: {e}")))?,
+        ),
+        None => None,
+    };
+    let proxy = Proxy::start(Arc::clone(&lb), cfg, opts.listen, Arc::clone(&stats))
+        .await
+        .map_err(|source| LiveError::Io { what: format!("listening on {}", opts.listen), source })?;
+    eprintln!(
+        "lbsim proxy: listening on http://{} ({} members, strategy {})",
+        proxy.addr(),
+        members.len(),
+        opts.strategy
+    );
+
+    let load = match opts.duration {
+        Some(d) => {
+            let mut plan = LoadPlan::new(sc.traffic.clone(), d, seed);
+            plan.client_ip_header = header.clone();
+            // Bounded: at most twice the scenario's mean rate over the run.
+            plan.max_requests = ((sc.traffic.rate_rps * d.as_secs_f64() * 2.0).ceil() as u64).max(1);
+            Some(loadgen::run(proxy.addr(), plan).await)
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("lbsim proxy: shutting down (finishing in-flight requests)");
+            None
+        }
+    };
+    proxy.shutdown(Duration::from_secs(5)).await;
+    let events = prober.as_ref().map(|p| p.events()).unwrap_or_default();
+    if let Some(p) = prober {
+        p.shutdown().await;
+    }
+    // The prober's shutdown closes its event channel, which ends the tracker.
+    let tracked = match tracker {
+        Some(t) => tokio::time::timeout(Duration::from_secs(5), t).await.ok().and_then(Result::ok),
+        None => None,
+    };
+    if let Some(b) = started {
+        b.shutdown().await;
+    }
+    let elapsed = clock.start.elapsed().as_secs_f64();
+    Ok(report(sc, &opts, seed, &lb, &stats, load, &events, probe_start - clock.start, elapsed, tracked))
+}
+
+/// What the tracker saw: expected shares from each moment on, and the key space's moves.
+#[derive(Default)]
+struct Tracked {
+    shares: Vec<(f64, Vec<(MemberId, f64)>)>,
+    remapped: f64,
+    returned: f64,
+}
+
+async fn track(
+    lb: Arc<Balancer>,
+    mut rx: tokio::sync::broadcast::Receiver<HealthEvent>,
+    start: Instant,
+    probe_start: Instant,
+) -> Tracked {
+    let offset = (probe_start - start).as_secs_f64();
+    let shares = |lb: &Balancer| lb.members().iter().map(|m| (m.member.id(), m.expected_share)).collect::<Vec<_>>();
+    let mut t = Tracked { shares: vec![(0.0, shares(&lb))], ..Default::default() };
+    let base: Option<KeySpace> = lb.key_space();
+    let mut moved: Vec<bool> = base.as_ref().map(|b| vec![false; b.buckets()]).unwrap_or_default();
+    let mut back = moved.clone();
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        };
+        t.shares.push((offset + ev.at.as_secs_f64(), shares(&lb)));
+        if let (Some(base), Some(now)) = (&base, lb.key_space()) {
+            let shift = 64 - u32::from(base.bits());
+            for b in 0..base.buckets() {
+                if now.owner_of_key((b as u64) << shift) != base.owner_of_bucket(b) {
+                    moved[b] = true;
+                    back[b] = false;
+                } else if moved[b] {
+                    back[b] = true;
+                }
+            }
+            let n = base.buckets() as f64;
+            t.remapped = moved.iter().filter(|&&x| x).count() as f64 / n;
+            t.returned = back.iter().filter(|&&x| x).count() as f64 / n;
+        }
+    }
+    t
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64 / 1e3 * 1e6).round() / 1e6
+}
+
+fn latency(h: Option<&Histogram<u64>>) -> Latency {
+    match h {
+        Some(h) if !h.is_empty() => Latency {
+            p50: Some(ms(h.value_at_quantile(0.5))),
+            p90: Some(ms(h.value_at_quantile(0.9))),
+            p99: Some(ms(h.value_at_quantile(0.99))),
+            p999: Some(ms(h.value_at_quantile(0.999))),
+            max: Some(ms(h.max())),
+            mean: Some((h.mean() / 1e3 * 1e6).round() / 1e6),
+        },
+        _ => Latency::default(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    sc: &Scenario,
+    opts: &LiveOptions,
+    seed: u64,
+    lb: &Balancer,
+    stats: &ProxyStats,
+    load: Option<loadgen::LoadResult>,
+    events: &[HealthEvent],
+    probe_offset: Duration,
+    elapsed: f64,
+    tracked: Option<Tracked>,
+) -> Report {
+    let duration = opts.duration.map_or(elapsed, |d| d.as_secs_f64());
+    let proxied = stats.requests();
+    let figures = stats.members();
+    let attempts: u64 = figures.iter().map(|m| m.attempts).sum();
+    let at = |e: &HealthEvent| ((probe_offset + e.at).as_secs_f64() * 1e6).round() / 1e6;
+    let initial = match lb.check() {
+        None => HealthState::Unknown,
+        Some(_) if sc.balancer.initial_health == crate::balancer::InitialHealth::Unhealthy => HealthState::Unhealthy,
+        Some(_) => HealthState::Healthy,
+    };
+    // Time-weighted expected shares.
+    let tracked = tracked.unwrap_or_default();
+    let mut expected: HashMap<MemberId, f64> = HashMap::new();
+    let points = if tracked.shares.is_empty() {
+        vec![(0.0, lb.members().iter().map(|m| (m.member.id(), m.expected_share)).collect())]
+    } else {
+        tracked.shares.clone()
+    };
+    for (i, (t0, shares)) in points.iter().enumerate() {
+        let t1 = points.get(i + 1).map_or(duration, |p| p.0).min(duration);
+        let dt = (t1 - t0.min(duration)).max(0.0);
+        for (m, s) in shares {
+            *expected.entry(*m).or_insert(0.0) += s * dt;
+        }
+    }
+    let status: HashMap<MemberId, crate::balancer::MemberStatus> =
+        lb.members().into_iter().map(|s| (s.member.id(), s)).collect();
+    let backends: HashMap<String, &crate::sim::scenario::BackendSpec> =
+        sc.backends.iter().map(|b| (b.member.clone(), b)).collect();
+    let members: Vec<MemberReport> = figures
+        .iter()
+        .map(|f| {
+            let st = status.get(&f.member);
+            let mut health = vec![HealthPoint { at_s: 0.0, state: initial.as_str().into() }];
+            health.extend(
+                events
+                    .iter()
+                    .filter(|e| e.member == f.member)
+                    .map(|e| HealthPoint { at_s: at(e), state: e.state.as_str().into() }),
+            );
+            MemberReport {
+                member: f.member.to_string(),
+                group: st.and_then(|s| s.member.group().map(str::to_string)),
+                weight: st.map_or(0, |s| s.member.weight()),
+                backup: st.is_some_and(|s| s.member.is_backup()),
+                az: backends.get(&f.member.to_string()).and_then(|b| b.az.clone()),
+                requests: f.attempts,
+                share: if attempts > 0 { f.attempts as f64 / attempts as f64 } else { 0.0 },
+                expected_share: if duration > 0.0 {
+                    expected.get(&f.member).copied().unwrap_or(0.0) / duration
+                } else {
+                    0.0
+                },
+                latency_ms: latency(f.latency.as_ref()),
+                peak_in_flight: f.peak_in_flight,
+                health,
+            }
+        })
+        .collect();
+    let timeout = lb.check().map_or(0.0, |c| f64::from(c.timeout_s));
+    let faults = sc
+        .faults
+        .iter()
+        .map(|spec| {
+            let hit: Vec<MemberId> = match spec.kind {
+                FaultKind::AzDown => sc
+                    .backends
+                    .iter()
+                    .filter(|b| b.az.is_some() && b.az == spec.az)
+                    .filter_map(|b| MemberId::parse(&b.member))
+                    .collect(),
+                _ => spec.member.as_deref().and_then(MemberId::parse).into_iter().collect(),
+            };
+            let end = spec.until_s.map_or(f64::INFINITY, |u| u + timeout);
+            let detected = events
+                .iter()
+                .filter(|e| hit.contains(&e.member) && e.state == HealthState::Unhealthy)
+                .map(|e| (e.member, at(e)))
+                .find(|&(_, t)| t >= spec.at_s && t <= end);
+            let recovered = detected.and_then(|(m, d)| {
+                events.iter().filter(|e| e.member == m && e.state == HealthState::Healthy).map(at).find(|&t| t > d)
+            });
+            let failed = figures.iter().filter(|f| hit.contains(&f.member)).map(|f| f.failed).sum();
+            FaultReport {
+                member: if spec.kind == FaultKind::AzDown { None } else { spec.member.clone() },
+                az: spec.az.clone(),
+                kind: spec.kind.as_str().into(),
+                at_s: spec.at_s,
+                until_s: spec.until_s,
+                detected_at_s: detected.map(|d| d.1),
+                recovered_at_s: recovered,
+                failed_requests: failed,
+            }
+        })
+        .collect();
+    let (requests, lat, cdf_source) = match &load {
+        Some(l) => {
+            let mut by = l.failed_by_reason.clone();
+            // The proxy knows why: refused, queue_full, ... (the client sees a 502/503/504).
+            for (k, v) in &proxied.by_reason {
+                by.insert(format!("proxy_{k}"), *v);
+            }
+            (
+                Requests { total: l.sent, ok: l.ok, failed: l.failed, retried: proxied.retried, failed_by_reason: by },
+                latency(Some(&l.latency)),
+                Some(l.latency.clone()),
+            )
+        }
+        None => (
+            Requests {
+                total: proxied.total,
+                ok: proxied.ok,
+                failed: proxied.failed,
+                retried: proxied.retried,
+                failed_by_reason: proxied.by_reason.clone(),
+            },
+            latency(proxied.latency.as_ref()),
+            proxied.latency.clone(),
+        ),
+    };
+    let hash = opts.strategy.is_hash().then(|| HashReport {
+        keys: u64::from(if opts.strategy == Strategy::SourceIp { sc.traffic.clients } else { sc.traffic.uris }),
+        remapped_on_fault: Some((tracked.remapped * 1e6).round() / 1e6),
+        returned_on_recovery: Some((tracked.returned * 1e6).round() / 1e6),
+    });
+    let windows = figures.first().map_or(0, |f| f.timeline.len());
+    let timeline = (0..windows)
+        .map(|w| TimelineEntry {
+            t_s: (w as f64 * sc.timeline_step_s * 1e6).round() / 1e6,
+            per_member: figures.iter().map(|f| (f.member.to_string(), f.timeline[w])).collect::<BTreeMap<_, _>>(),
+        })
+        .collect();
+    let latency_cdf = cdf_source
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            (0..=100)
+                .map(|i| f64::from(i) / 100.0)
+                .chain([0.995, 0.999])
+                .map(|q| (ms(h.value_at_quantile(q)), q))
+                .collect::<Vec<_>>()
+        })
+        .map(|mut v| {
+            v.sort_by(|a, b| a.1.total_cmp(&b.1));
+            v
+        })
+        .unwrap_or_default();
+    let fairness = Fairness::of(members.iter().map(|m| (m.share, m.expected_share)));
+    Report {
+        scenario: sc.name.clone(),
+        strategy: opts.strategy.name().into(),
+        mode: "live".into(),
+        seed,
+        duration_s: duration,
+        requests,
+        latency_ms: lat,
+        members,
+        faults,
+        hash,
+        fairness,
+        timeline,
+        endpoint_groups: Vec::new(),
+        protection_group: None,
+        sim: None,
+        latency_cdf,
+    }
+}

@@ -1,0 +1,248 @@
+//! What the proxy counts: per member attempts, answers, failures, in-flight peaks, latency and a
+//! timeline; per request the outcome and why it failed. Atomics per member and one histogram
+//! lock per member, so that requests to different members never wait on each other.
+
+use crate::balancer::MemberId;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Why an attempt or a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    NoMember,
+    Refused,
+    Timeout,
+    QueueFull,
+    Reset,
+    Error5xx,
+    BodyTooLarge,
+    ClientAbort,
+    BadRequest,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::NoMember,
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::QueueFull,
+        Reason::Reset,
+        Reason::Error5xx,
+        Reason::BodyTooLarge,
+        Reason::ClientAbort,
+        Reason::BadRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoMember => "no_member",
+            Reason::Refused => "refused",
+            Reason::Timeout => "timeout",
+            Reason::QueueFull => "queue_full",
+            Reason::Reset => "reset",
+            Reason::Error5xx => "error_5xx",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::ClientAbort => "client_abort",
+            Reason::BadRequest => "bad_request",
+        }
+    }
+
+    /// Retried whatever the method: the member did not see the request, or said it was full.
+    /// A reset is retried only for idempotent methods.
+    pub fn retriable(self) -> bool {
+        matches!(self, Reason::Refused | Reason::Timeout | Reason::QueueFull)
+    }
+}
+
+#[derive(Default)]
+struct MemberCounters {
+    attempts: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+    latency: Mutex<Option<Histogram<u64>>>,
+    timeline: Vec<AtomicU64>,
+}
+
+/// The proxy's counters. Cheap to share (`Arc`).
+pub struct ProxyStats {
+    start: Instant,
+    step: f64,
+    index: HashMap<MemberId, usize>,
+    members: Vec<(MemberId, MemberCounters)>,
+    total: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    by_reason: [AtomicU64; Reason::ALL.len()],
+    latency: Mutex<Option<Histogram<u64>>>,
+}
+
+fn histogram() -> Option<Histogram<u64>> {
+    // 1 us to 1 h at 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()
+}
+
+fn record(h: &Mutex<Option<Histogram<u64>>>, d: Duration) {
+    if let Some(h) = h.lock().as_mut() {
+        h.saturating_record(d.as_micros().clamp(1, u128::from(u64::MAX)) as u64);
+    }
+}
+
+/// One member's figures.
+#[derive(Debug, Clone)]
+pub struct MemberFigures {
+    pub member: MemberId,
+    pub attempts: u64,
+    pub failed: u64,
+    pub peak_in_flight: u64,
+    pub latency: Option<Histogram<u64>>,
+    pub timeline: Vec<u64>,
+}
+
+/// Request figures.
+#[derive(Debug, Clone)]
+pub struct RequestFigures {
+    pub total: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub by_reason: BTreeMap<String, u64>,
+    pub latency: Option<Histogram<u64>>,
+}
+
+impl ProxyStats {
+    /// Counters for these members, with a timeline of `windows` windows of `step_s` from `start`.
+    pub fn new(members: &[MemberId], start: Instant, step_s: f64, windows: usize) -> ProxyStats {
+        ProxyStats {
+            start,
+            step: step_s.max(1e-3),
+            index: members.iter().enumerate().map(|(i, m)| (*m, i)).collect(),
+            members: members
+                .iter()
+                .map(|m| {
+                    let c = MemberCounters {
+                        latency: Mutex::new(histogram()),
+                        timeline: (0..windows.max(1)).map(|_| AtomicU64::new(0)).collect(),
+                        ..Default::default()
+                    };
+                    (*m, c)
+                })
+                .collect(),
+            total: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            by_reason: Default::default(),
+            latency: Mutex::new(histogram()),
+        }
+    }
+
+    fn member(&self, id: MemberId) -> Option<&MemberCounters> {
+        self.index.get(&id).map(|&i| &self.members[i].1)
+    }
+
+    pub(crate) fn attempt_started(&self, id: MemberId) {
+        if let Some(m) = self.member(id) {
+            m.attempts.fetch_add(1, Relaxed);
+            let now = m.in_flight.fetch_add(1, Relaxed) + 1;
+            m.peak_in_flight.fetch_max(now, Relaxed);
+            let w = (self.start.elapsed().as_secs_f64() / self.step) as usize;
+            if let Some(slot) = m.timeline.get(w.min(m.timeline.len() - 1)) {
+                slot.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// The member answered (any status); its in-flight count ends with the body.
+    pub(crate) fn attempt_answered(&self, id: MemberId, status: u16, elapsed: Duration) {
+        if let Some(m) = self.member(id) {
+            if status >= 500 {
+                m.failed.fetch_add(1, Relaxed);
+            } else {
+                record(&m.latency, elapsed);
+            }
+        }
+    }
+
+    pub(crate) fn attempt_ended(&self, id: MemberId) {
+        if let Some(m) = self.member(id) {
+            m.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// An attempt that [`ProxyStats::attempt_started`] counted failed before an answer.
+    pub(crate) fn attempt_failed(&self, id: MemberId, _why: Reason) {
+        if let Some(m) = self.member(id) {
+            m.failed.fetch_add(1, Relaxed);
+            m.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn body_reset(&self, id: MemberId) {
+        if let Some(m) = self.member(id) {
+            m.failed.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retried.fetch_add(1, Relaxed);
+    }
+
+    /// A request got an answer from a member: ok below 500, else failed (`error_5xx`).
+    pub(crate) fn request_answered(&self, status: u16, elapsed: Duration) {
+        self.total.fetch_add(1, Relaxed);
+        if status >= 500 {
+            self.failed.fetch_add(1, Relaxed);
+            self.by_reason[Reason::Error5xx as usize].fetch_add(1, Relaxed);
+        } else {
+            self.ok.fetch_add(1, Relaxed);
+            record(&self.latency, elapsed);
+        }
+    }
+
+    pub(crate) fn request_failed(&self, why: Reason) {
+        self.total.fetch_add(1, Relaxed);
+        self.failed.fetch_add(1, Relaxed);
+        self.by_reason[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn requests(&self) -> RequestFigures {
+        RequestFigures {
+            total: self.total.load(Relaxed),
+            ok: self.ok.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            by_reason: Reason::ALL
+                .iter()
+                .filter_map(|r| {
+                    let n = self.by_reason[*r as usize].load(Relaxed);
+                    (n > 0).then(|| (r.as_str().to_string(), n))
+                })
+                .collect(),
+            latency: self.latency.lock().clone(),
+        }
+    }
+
+    pub fn members(&self) -> Vec<MemberFigures> {
+        self.members
+            .iter()
+            .map(|(id, m)| MemberFigures {
+                member: *id,
+                attempts: m.attempts.load(Relaxed),
+                failed: m.failed.load(Relaxed),
+                peak_in_flight: m.peak_in_flight.load(Relaxed),
+                latency: m.latency.lock().clone(),
+                timeline: m.timeline.iter().map(|x| x.load(Relaxed)).collect(),
+            })
+            .collect()
+    }
+
+    /// Attempts currently open per member.
+    pub fn in_flight(&self, id: MemberId) -> u64 {
+        self.member(id).map_or(0, |m| m.in_flight.load(Relaxed))
+    }
+}
