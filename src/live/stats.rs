@@ -3,6 +3,7 @@
 //! lock per member, so that requests to different members never wait on each other.
 
 use crate::balancer::MemberId;
+use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -78,7 +79,27 @@ pub struct ProxyStats {
     failed: AtomicU64,
     retried: AtomicU64,
     by_reason: [AtomicU64; Reason::ALL.len()],
-    latency: Mutex<Option<Histogram<u64>>>,
+    /// Request latency, one histogram per thread stripe (merged when read), so that requests on
+    /// different threads never wait for one lock.
+    latency: Box<[CachePadded<Mutex<Option<Histogram<u64>>>>]>,
+}
+
+/// Stripes of the request-latency histogram.
+const SHARDS: usize = 16;
+
+/// The calling thread's shard (threads are spread over the shards in the order they first record).
+fn shard() -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Relaxed) as usize % SHARDS);
+        }
+        s.get()
+    })
 }
 
 fn histogram() -> Option<Histogram<u64>> {
@@ -137,7 +158,7 @@ impl ProxyStats {
             failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             by_reason: Default::default(),
-            latency: Mutex::new(histogram()),
+            latency: (0..SHARDS).map(|_| CachePadded::new(Mutex::new(histogram()))).collect(),
         }
     }
 
@@ -200,7 +221,7 @@ impl ProxyStats {
             self.by_reason[Reason::Error5xx as usize].fetch_add(1, Relaxed);
         } else {
             self.ok.fetch_add(1, Relaxed);
-            record(&self.latency, elapsed);
+            record(&self.latency[shard()], elapsed);
         }
     }
 
@@ -223,7 +244,13 @@ impl ProxyStats {
                     (n > 0).then(|| (r.as_str().to_string(), n))
                 })
                 .collect(),
-            latency: self.latency.lock().clone(),
+            latency: self.latency.iter().fold(histogram(), |acc, h| match (acc, h.lock().as_ref()) {
+                (Some(mut a), Some(b)) => {
+                    let _ = a.add(b);
+                    Some(a)
+                }
+                (a, _) => a,
+            }),
         }
     }
 
