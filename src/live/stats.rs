@@ -81,8 +81,11 @@ pub struct ProxyStats {
     by_reason: [AtomicU64; Reason::ALL.len()],
     /// Request latency, one histogram per thread stripe (merged when read), so that requests on
     /// different threads never wait for one lock.
-    latency: Box<[CachePadded<Mutex<Option<Histogram<u64>>>>]>,
+    latency: Box<[CachePadded<Shard>]>,
 }
+
+/// One stripe's request-latency histogram.
+type Shard = Mutex<Option<Histogram<u64>>>;
 
 /// Stripes of the request-latency histogram.
 const SHARDS: usize = 16;

@@ -228,26 +228,15 @@ impl Metrics {
         let shares: Vec<f64> = self.members.iter().map(|m| m.expected_now).collect();
         self.expected_from(self.duration, &shares);
         let attempts: u64 = self.members.iter().map(|m| m.requests).sum();
-        let groups: Vec<Option<String>> = f
+        // Each member's configuration as the balancer has it at the end: (group, weight, backup).
+        let configs: Vec<(Option<String>, u32, bool)> = f
             .backends
             .iter()
             .map(|b| {
-                f.lbs[b.channel]
-                    .members()
-                    .into_iter()
-                    .find(|s| s.member.id() == b.id)
-                    .and_then(|s| s.member.group().map(str::to_string))
-            })
-            .collect();
-        let statuses: Vec<(u32, bool)> = f
-            .backends
-            .iter()
-            .map(|b| {
-                f.lbs[b.channel]
-                    .members()
-                    .into_iter()
-                    .find(|s| s.member.id() == b.id)
-                    .map_or((0, false), |s| (s.member.weight(), s.member.is_backup()))
+                let statuses = f.lbs[b.channel].members();
+                statuses.into_iter().find(|s| s.member.id() == b.id).map_or((None, 0, false), |s| {
+                    (s.member.group().map(str::to_string), s.member.weight(), s.member.is_backup())
+                })
             })
             .collect();
         let members: Vec<MemberReport> = self
@@ -256,9 +245,9 @@ impl Metrics {
             .enumerate()
             .map(|(i, m)| MemberReport {
                 member: m.id.to_string(),
-                group: groups[i].clone(),
-                weight: statuses[i].0,
-                backup: statuses[i].1,
+                group: configs[i].0.clone(),
+                weight: configs[i].1,
+                backup: configs[i].2,
                 az: m.spec.az.clone(),
                 requests: m.requests,
                 share: if attempts > 0 { m.requests as f64 / attempts as f64 } else { 0.0 },
