@@ -158,8 +158,9 @@ impl Race {
 /// close to its weight share, small enough that a rebuild stays in the tens of milliseconds.
 pub(crate) fn default_bits(n: usize) -> u8 {
     let n = n.max(1) as u64;
-    // About 2^27 (bucket, member) evaluations per build at most.
-    let bits = 63 - ((1u64 << 27) / n).max(1).leading_zeros() as u8;
+    // About 2^24 (bucket, member) evaluations per build at most (tens of milliseconds): 2^20
+    // buckets up to 16 members, then fewer, never under 2^16.
+    let bits = 63 - ((1u64 << 24) / n).max(1).leading_zeros() as u8;
     bits.clamp(16, 20)
 }
 

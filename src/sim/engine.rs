@@ -425,8 +425,12 @@ impl<'a, 'w> Engine<'a, 'w> {
         if next < self.end {
             self.schedule(next, Ev::Arrival);
         }
-        let client = self.clients.sample(&mut self.rng.clients);
-        let uri = self.uris.sample(&mut self.rng.uris);
+        // Each draw has its own stream, so leaving out what the strategy (and the trace) does
+        // not use changes nothing else in the run.
+        let tracing = self.trace.is_some();
+        let client =
+            if tracing || self.strategy == Strategy::SourceIp { self.clients.sample(&mut self.rng.clients) } else { 0 };
+        let uri = if tracing || self.strategy == Strategy::UriHash { self.uris.sample(&mut self.rng.uris) } else { 0 };
         let channel = self.choose_channel();
         let r = Req {
             arrival: t,
