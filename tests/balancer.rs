@@ -368,3 +368,63 @@ fn many_threads_keep_exact_shares_and_in_flight_returns_to_zero() {
         assert!(lb.members().iter().all(|m| m.in_flight == 0), "strategy {strategy}");
     }
 }
+
+#[test]
+fn backup_mode_first_sends_everything_to_the_first_eligible_backup() {
+    use lbsim::balancer::BackupMode;
+    let members = vec![
+        json!({"host": host(0)}),
+        json!({"host": host(1), "is_backup": true}),
+        json!({"host": host(2), "is_backup": true}),
+    ];
+    let ch = channel(with_check(channel_json(1, members, vec![]), 1, 1));
+    let all = Balancer::from_channel(&ch).unwrap();
+    let first = Balancer::builder(&ch).backup_mode(BackupMode::First).build().unwrap();
+    for lb in [&all, &first] {
+        lb.health().record(id(0), Outcome::Failure);
+    }
+    assert_eq!(letters(&all, 4), "bcbc", "default: balance across all eligible backups");
+    assert_eq!(letters(&first, 4), "bbbb", "first: the first eligible backup takes everything");
+    first.health().record(id(1), Outcome::Failure);
+    assert_eq!(letters(&first, 3), "ccc", "then the next eligible backup");
+    first.health().record(id(0), Outcome::Success);
+    assert_eq!(letters(&first, 2), "aa", "handed back to the primary");
+}
+
+#[test]
+fn panic_mode_spreads_over_all_primaries_when_too_few_are_healthy_and_no_backup_is() {
+    use lbsim::balancer::Tier;
+    let members: Vec<_> = (0..4).map(|i| json!({"host": host(i)})).collect();
+    let ch = channel(with_check(channel_json(1, members.clone(), vec![]), 1, 1));
+    let lb = Balancer::builder(&ch).panic_threshold(50).build().unwrap();
+    lb.health().record(id(0), Outcome::Failure);
+    assert_eq!(lb.tier(), Ok(Tier::Primary), "75% healthy: normal");
+    assert_eq!(letters(&lb, 3), "bcd");
+    lb.health().record(id(1), Outcome::Failure);
+    assert_eq!(lb.tier(), Ok(Tier::Primary), "50% healthy is not below 50%");
+    lb.health().record(id(2), Outcome::Failure);
+    assert_eq!(lb.tier(), Ok(Tier::Panic), "25% healthy: panic");
+    let mut spread: Vec<char> = letters(&lb, 8).chars().collect();
+    spread.sort_unstable();
+    assert_eq!(spread.into_iter().collect::<String>(), "aabbccdd", "every enabled primary, healthy or not");
+    lb.health().record(id(3), Outcome::Failure);
+    assert_eq!(lb.tier(), Ok(Tier::Panic), "none healthy: still spread rather than failing");
+    // Off by default: the same state fails.
+    let off = Balancer::from_channel(&ch).unwrap();
+    for i in 0..4 {
+        off.health().record(id(i), Outcome::Failure);
+    }
+    assert_eq!(off.select(&req()).unwrap_err(), SelectError::AllUnhealthy);
+    // Backups come first: with an eligible backup there is no panic.
+    let mut with_backup = members;
+    with_backup.push(json!({"host": host(4), "is_backup": true}));
+    let lb = Balancer::builder(&channel(with_check(channel_json(1, with_backup, vec![]), 1, 1)))
+        .panic_threshold(50)
+        .build()
+        .unwrap();
+    for i in 0..4 {
+        lb.health().record(id(i), Outcome::Failure);
+    }
+    assert_eq!(lb.tier(), Ok(Tier::Backup));
+    assert_eq!(letters(&lb, 2), "ee");
+}

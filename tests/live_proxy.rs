@@ -220,3 +220,56 @@ async fn a_request_in_flight_survives_a_configuration_update() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served() {
+    tokio::time::timeout(LIMIT, async {
+        let sc = scenario(r#"{ host = "192.168.0.1" }, { host = "192.168.0.2" }"#, "", 1, 0);
+        let live = start(&sc, 0).await;
+        // h2c with prior knowledge: the proxy speaks HTTP/2 to clients, HTTP/1.1 to members.
+        let h2: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new());
+        let mut members = std::collections::BTreeSet::new();
+        for i in 0..20 {
+            let req = hyper::Request::get(format!("http://{}/h2/{i}", live.proxy.addr()))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = h2.request(req).await.expect("h2 request");
+            assert_eq!(resp.version(), hyper::Version::HTTP_2);
+            assert_eq!(resp.status(), 200);
+            members.insert(resp.headers().get(MEMBER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string));
+        }
+        assert_eq!(members.len(), 2, "both members served over h2");
+        live.proxy.shutdown(Duration::from_secs(1)).await;
+        live.backends.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests_and_limits_answer() {
+    tokio::time::timeout(LIMIT, async {
+        let sc = scenario(r#"{ host = "192.168.0.1" }"#, "", 600, 0);
+        let live = start(&sc, 0).await;
+        let addr = live.proxy.addr();
+        // Over the 1 MiB body limit: 413 at once, before any member is asked.
+        let big = hyper::Request::post(format!("http://{addr}/upload"))
+            .body(Full::new(Bytes::from(vec![b'x'; (1 << 20) + 1])))
+            .unwrap();
+        assert_eq!(client().request(big).await.expect("answer").status(), 413);
+        let slow = tokio::spawn(async move { get(&client(), addr, "/slow").await });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let stats = Arc::clone(live.proxy.stats());
+        live.proxy.shutdown(Duration::from_secs(5)).await;
+        let (status, _) = slow.await.expect("join");
+        assert_eq!(status, 200, "the request in flight at shutdown completed");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+        let r = stats.requests();
+        assert_eq!((r.total, r.ok, r.failed), (2, 1, 1));
+        assert_eq!(r.by_reason.get("body_too_large"), Some(&1));
+        live.backends.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}

@@ -277,3 +277,36 @@ member_groups = [ { member_group_name = "green", member_group_weight = 1 }, { me
         }
     }
 }
+
+#[test]
+fn backup_mode_and_panic_threshold_reach_the_simulator() {
+    let members = r#"{ host = "10.0.0.1" }, { host = "10.0.0.2" }, { host = "10.0.0.3", is_backup = true }, { host = "10.0.0.4", is_backup = true }"#;
+    let extra = r#"
+vpc_health_config = { protocol = "TCP", threshold_normal = 1, threshold_abnormal = 1, time_interval = 2, timeout = 1 }
+[[faults]]
+member = "10.0.0.1:80"
+kind = "down"
+at_s = 10
+[[faults]]
+member = "10.0.0.2:80"
+kind = "down"
+at_s = 10
+"#;
+    let text = channel(1, members, extra);
+    let all = sim(&scenario(&text), Strategy::Wrr);
+    let first =
+        sim(&scenario(&text.replace("[traffic]", "[balancer]\nbackup_mode = \"first\"\n[traffic]")), Strategy::Wrr);
+    assert!(member(&all, "10.0.0.3:80").requests > 20_000 && member(&all, "10.0.0.4:80").requests > 20_000);
+    assert!(member(&first, "10.0.0.3:80").requests > 40_000);
+    assert_eq!(member(&first, "10.0.0.4:80").requests, 0, "only the first eligible backup serves");
+
+    // Panic: without backups, both primaries down and threshold 60%: traffic keeps going to
+    // both (and fails, refused) instead of failing with no_member.
+    let primaries = r#"{ host = "10.0.0.1" }, { host = "10.0.0.2" }"#;
+    let text = channel(1, primaries, extra).replace("[traffic]", "[balancer]\npanic_threshold = 60\n[traffic]");
+    let r = sim(&scenario(&text), Strategy::Wrr);
+    assert_eq!(r.requests.failed_by_reason.get("no_member"), None);
+    assert!(r.requests.failed_by_reason.get("refused").copied().unwrap_or(0) > 45_000);
+    let off = sim(&scenario(&channel(1, primaries, extra)), Strategy::Wrr);
+    assert!(off.requests.failed_by_reason.get("no_member").copied().unwrap_or(0) > 45_000);
+}

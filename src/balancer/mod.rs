@@ -128,6 +128,17 @@ pub enum GroupWeights {
     Hierarchical,
 }
 
+/// Which backups take traffic when no primary is eligible (`[balancer] backup_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupMode {
+    /// Balance across all eligible backups (the seed's meaning).
+    #[default]
+    All,
+    /// The first eligible backup, in member order, takes everything (HAProxy's default).
+    First,
+}
+
 /// A member's health before its first check (`[balancer] initial_health`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,6 +160,11 @@ pub struct Options {
     /// Size of the hash strategies' bucket table, as a power of two (12-24); default by member
     /// count (16-20).
     pub hash_table_bits: Option<u8>,
+    pub backup_mode: BackupMode,
+    /// Panic mode, in percent (1-100; off by default): when fewer than this share of the enabled
+    /// primaries is healthy and no backup is eligible, every enabled primary takes traffic rather
+    /// than the few healthy ones taking it all (Envoy's panic threshold).
+    pub panic_threshold: Option<u8>,
 }
 
 /// One request as the balancer sees it: the client's address and the request URI.
@@ -337,6 +353,17 @@ impl<'c> Builder<'c> {
         self
     }
 
+    pub fn backup_mode(mut self, mode: BackupMode) -> Self {
+        self.options.backup_mode = mode;
+        self
+    }
+
+    /// Turns panic mode on at this percentage of healthy primaries (1-100).
+    pub fn panic_threshold(mut self, percent: u8) -> Self {
+        self.options.panic_threshold = Some(percent);
+        self
+    }
+
     pub fn hash_table_bits(mut self, bits: u8) -> Self {
         self.options.hash_table_bits = Some(bits);
         self
@@ -432,6 +459,8 @@ fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) ->
         health: &health,
         mode: options.group_weights,
         hash_bits: options.hash_table_bits,
+        backup_mode: options.backup_mode,
+        panic_threshold: options.panic_threshold.map(|p| p.clamp(1, 100)),
     };
     let prev_active = previous.and_then(|p| p.active.as_ref().ok());
     let active = snapshot::build_active(&input, prev_active);

@@ -4,7 +4,7 @@
 use super::hash::{bucket_seed, mix, seed_of, Race};
 use super::member::Member;
 use super::wrr::{smooth_schedule, Cursors};
-use super::{GroupWeights, SelectError, Strategy};
+use super::{BackupMode, GroupWeights, SelectError, Strategy};
 use crate::health::HealthState;
 
 /// Which members the strategy runs over.
@@ -14,6 +14,9 @@ pub enum Tier {
     Primary,
     /// No primary is eligible; the eligible backups take the traffic.
     Backup,
+    /// Panic mode (`panic_threshold`): too few primaries are healthy and no backup is eligible,
+    /// so every enabled primary takes traffic, healthy or not.
+    Panic,
 }
 
 pub(crate) struct Snapshot {
@@ -70,6 +73,9 @@ pub(crate) struct BuildInput<'a> {
     pub(crate) health: &'a [HealthState],
     pub(crate) mode: GroupWeights,
     pub(crate) hash_bits: Option<u8>,
+    pub(crate) backup_mode: BackupMode,
+    /// Percent of enabled primaries that must be healthy before panic mode (none: off).
+    pub(crate) panic_threshold: Option<u8>,
 }
 
 /// Second-level bucket seeds differ from the first level's, so that a key's group and its member
@@ -85,18 +91,45 @@ pub(crate) fn build_active(input: &BuildInput<'_>, previous: Option<&Active>) ->
     let eligible = |i: usize| enabled(i) && input.health[i].is_eligible();
     let primaries: Vec<u32> =
         (0..members.len()).filter(|&i| !members[i].backup && eligible(i)).map(|i| i as u32).collect();
+    let backups =
+        || (0..members.len()).filter(|&i| members[i].backup && eligible(i)).map(|i| i as u32).collect::<Vec<u32>>();
+    // Panic mode: healthy primaries under `panic_threshold` percent of the enabled ones and no
+    // eligible backup (backups come first, as the seed says): spread over every enabled primary.
+    let enabled_primaries: Vec<u32> =
+        (0..members.len()).filter(|&i| !members[i].backup && enabled(i)).map(|i| i as u32).collect();
+    if let Some(threshold) = input.panic_threshold {
+        let healthy = primaries.len() as u64 * 100;
+        if !enabled_primaries.is_empty()
+            && healthy < u64::from(threshold) * enabled_primaries.len() as u64
+            && backups().is_empty()
+        {
+            return finish(input, previous, Tier::Panic, enabled_primaries);
+        }
+    }
     let (tier, chosen) = if !primaries.is_empty() {
         (Tier::Primary, primaries)
     } else {
-        let backups: Vec<u32> =
-            (0..members.len()).filter(|&i| members[i].backup && eligible(i)).map(|i| i as u32).collect();
+        let mut backups = backups();
         if backups.is_empty() {
             let any_enabled = (0..members.len()).any(enabled);
             return Err(if any_enabled { SelectError::AllUnhealthy } else { SelectError::AllDisabled });
         }
+        if input.backup_mode == BackupMode::First {
+            backups.truncate(1);
+        }
         (Tier::Backup, backups)
     };
+    finish(input, previous, tier, chosen)
+}
 
+/// Plans the chosen members of the active tier: groups, schedules, cursors, hash table.
+fn finish(
+    input: &BuildInput<'_>,
+    previous: Option<&Active>,
+    tier: Tier,
+    chosen: Vec<u32>,
+) -> Result<Active, SelectError> {
+    let members = input.members;
     let groups = plan_groups(input, &chosen);
     let group_schedule: Box<[u32]> = if groups.len() == 1 {
         Box::new([0])

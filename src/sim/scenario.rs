@@ -319,6 +319,11 @@ fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, Validat
             out
         }
     };
+    if let Some(p) = raw.balancer.panic_threshold {
+        if !(1..=100).contains(&p) {
+            own.invalid("balancer.panic_threshold", format!("must be within 1-100 (percent), got {p}"));
+        }
+    }
     if let Some(bits) = raw.balancer.hash_table_bits {
         if !(12..=24).contains(&bits) {
             own.invalid("balancer.hash_table_bits", format!("must be within 12-24, got {bits}"));
