@@ -87,7 +87,7 @@ async fn get(c: &Client<HttpConnector, Full<Bytes>>, addr: SocketAddr, path: &st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_shares_follow_wrr_exactly() {
+async fn proxy_shares_follow_wrr() {
     tokio::time::timeout(LIMIT, async {
         let sc = scenario(
             r#"{ host = "192.168.0.1", weight = 3 }, { host = "192.168.0.2", weight = 2 }, { host = "192.168.0.3", weight = 1 }"#,
@@ -103,9 +103,12 @@ async fn proxy_shares_follow_wrr_exactly() {
             assert_eq!(status, 200);
             *counts.entry(member.expect("member header")).or_insert(0) += 1;
         }
-        assert_eq!(counts["192.168.0.1:8080"], 300);
-        assert_eq!(counts["192.168.0.2:8080"], 200);
-        assert_eq!(counts["192.168.0.3:8080"], 100);
+        // The proxy's requests run on two worker threads, each with its own cursor into the WRR
+        // schedule (DESIGN §3): exact to within a period (6 picks) per thread.
+        for (m, expected) in [("192.168.0.1:8080", 300i64), ("192.168.0.2:8080", 200), ("192.168.0.3:8080", 100)] {
+            let got = i64::from(counts[m]);
+            assert!((got - expected).abs() <= 12, "{m}: {got} of 600, expected {expected}: {counts:?}");
+        }
         live.proxy.shutdown(Duration::from_secs(1)).await;
         live.backends.shutdown().await;
     })

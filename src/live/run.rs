@@ -198,22 +198,8 @@ async fn track(
     t
 }
 
-fn ms(us: u64) -> f64 {
-    (us as f64 / 1e3 * 1e6).round() / 1e6
-}
-
 fn latency(h: Option<&Histogram<u64>>) -> Latency {
-    match h {
-        Some(h) if !h.is_empty() => Latency {
-            p50: Some(ms(h.value_at_quantile(0.5))),
-            p90: Some(ms(h.value_at_quantile(0.9))),
-            p99: Some(ms(h.value_at_quantile(0.99))),
-            p999: Some(ms(h.value_at_quantile(0.999))),
-            max: Some(ms(h.max())),
-            mean: Some((h.mean() / 1e3 * 1e6).round() / 1e6),
-        },
-        _ => Latency::default(),
-    }
+    h.map(Latency::from_micros).unwrap_or_default()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -233,7 +219,7 @@ fn report(
     let proxied = stats.requests();
     let figures = stats.members();
     let attempts: u64 = figures.iter().map(|m| m.attempts).sum();
-    let at = |e: &HealthEvent| ((probe_offset + e.at).as_secs_f64() * 1e6).round() / 1e6;
+    let at = |e: &HealthEvent| round6((probe_offset + e.at).as_secs_f64());
     let initial = match lb.check() {
         None => HealthState::Unknown,
         Some(_) if sc.balancer.initial_health == crate::balancer::InitialHealth::Unhealthy => HealthState::Unhealthy,
@@ -351,30 +337,17 @@ fn report(
     };
     let hash = opts.strategy.is_hash().then(|| HashReport {
         keys: u64::from(if opts.strategy == Strategy::SourceIp { sc.traffic.clients } else { sc.traffic.uris }),
-        remapped_on_fault: Some((tracked.remapped * 1e6).round() / 1e6),
-        returned_on_recovery: Some((tracked.returned * 1e6).round() / 1e6),
+        remapped_on_fault: Some(round6(tracked.remapped)),
+        returned_on_recovery: Some(round6(tracked.returned)),
     });
     let windows = figures.first().map_or(0, |f| f.timeline.len());
     let timeline = (0..windows)
         .map(|w| TimelineEntry {
-            t_s: (w as f64 * sc.timeline_step_s * 1e6).round() / 1e6,
+            t_s: round6(w as f64 * sc.timeline_step_s),
             per_member: figures.iter().map(|f| (f.member.to_string(), f.timeline[w])).collect::<BTreeMap<_, _>>(),
         })
         .collect();
-    let latency_cdf = cdf_source
-        .filter(|h| !h.is_empty())
-        .map(|h| {
-            (0..=100)
-                .map(|i| f64::from(i) / 100.0)
-                .chain([0.995, 0.999])
-                .map(|q| (ms(h.value_at_quantile(q)), q))
-                .collect::<Vec<_>>()
-        })
-        .map(|mut v| {
-            v.sort_by(|a, b| a.1.total_cmp(&b.1));
-            v
-        })
-        .unwrap_or_default();
+    let latency_cdf = cdf_source.map(|h| latency_cdf(&h)).unwrap_or_default();
     let fairness = Fairness::of(members.iter().map(|m| (m.share, m.expected_share)));
     Report {
         scenario: sc.name.clone(),

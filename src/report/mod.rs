@@ -176,6 +176,44 @@ pub struct Comparison {
     pub runs: Vec<Report>,
 }
 
+/// Rounds to a microsecond (six decimals) so that reports print stable, short numbers.
+pub fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn ms(us: u64) -> f64 {
+    round6(us as f64 / 1e3)
+}
+
+impl Latency {
+    /// The percentiles of a histogram of microseconds, in milliseconds; all `null` when it is
+    /// empty.
+    pub fn from_micros(h: &hdrhistogram::Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: Some(ms(h.value_at_quantile(0.50))),
+            p90: Some(ms(h.value_at_quantile(0.90))),
+            p99: Some(ms(h.value_at_quantile(0.99))),
+            p999: Some(ms(h.value_at_quantile(0.999))),
+            max: Some(ms(h.max())),
+            mean: Some(round6(h.mean() / 1e3)),
+        }
+    }
+}
+
+/// CDF points `(ms, fraction at or below)` of a histogram of microseconds, for the HTML chart.
+pub fn latency_cdf(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let qs = (0..=100).map(|i| f64::from(i) / 100.0).chain([0.995, 0.999, 0.9999]);
+    let mut out: Vec<(f64, f64)> = qs.map(|q| (ms(h.value_at_quantile(q)), q)).collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1));
+    out
+}
+
 impl Fairness {
     /// Jain's index and the largest ratio over `(share, expected_share)` pairs whose expected
     /// share is above zero.

@@ -258,7 +258,7 @@ impl Metrics {
                 requests: m.requests,
                 share: if attempts > 0 { m.requests as f64 / attempts as f64 } else { 0.0 },
                 expected_share: m.expected_acc / self.duration,
-                latency_ms: latency(&m.latency),
+                latency_ms: Latency::from_micros(&m.latency),
                 peak_in_flight: m.peak_in_flight,
                 health: m
                     .health
@@ -363,7 +363,7 @@ impl Metrics {
                 failed_requests: self.failover_failed,
             }
         });
-        let cdf = cdf(&self.latency);
+        let cdf = latency_cdf(&self.latency);
         Report {
             scenario: f.scenario.name.clone(),
             strategy: self.strategy.name().to_string(),
@@ -377,7 +377,7 @@ impl Metrics {
                 retried: self.retried,
                 failed_by_reason: self.failed_by.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             },
-            latency_ms: latency(&self.latency),
+            latency_ms: Latency::from_micros(&self.latency),
             members,
             faults,
             hash,
@@ -397,39 +397,6 @@ impl Metrics {
 
 fn popcount(bits: &[u64]) -> u64 {
     bits.iter().map(|w| u64::from(w.count_ones())).sum()
-}
-
-/// Rounds to a microsecond so that reports print stable, short numbers.
-fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
-fn ms(us: u64) -> f64 {
-    round6(us as f64 / 1e3)
-}
-
-fn latency(h: &Histogram<u64>) -> Latency {
-    if h.is_empty() {
-        return Latency::default();
-    }
-    Latency {
-        p50: Some(ms(h.value_at_quantile(0.50))),
-        p90: Some(ms(h.value_at_quantile(0.90))),
-        p99: Some(ms(h.value_at_quantile(0.99))),
-        p999: Some(ms(h.value_at_quantile(0.999))),
-        max: Some(ms(h.max())),
-        mean: Some(round6(h.mean() / 1e3)),
-    }
-}
-
-fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
-    if h.is_empty() {
-        return Vec::new();
-    }
-    let qs = (0..=100).map(|i| f64::from(i) / 100.0).chain([0.995, 0.999, 0.9999]);
-    let mut out: Vec<(f64, f64)> = qs.map(|q| (ms(h.value_at_quantile(q)), q)).collect();
-    out.sort_by(|a, b| a.1.total_cmp(&b.1));
-    out
 }
 
 /// A job id in SDRS's style (32 hex digits), derived from the seed and the group's name so that
