@@ -2,6 +2,9 @@
 //! input errors (exit 2, with the file, the field path, the problem and its code), the output
 //! formats, the trace, and the flags.
 
+mod common;
+
+use common::TOP_KEYS;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -72,24 +75,6 @@ members = [
 "#
     )
 }
-
-const TOP_KEYS: [&str; 15] = [
-    "scenario",
-    "strategy",
-    "mode",
-    "seed",
-    "duration_s",
-    "requests",
-    "latency_ms",
-    "members",
-    "faults",
-    "hash",
-    "fairness",
-    "timeline",
-    "endpoint_groups",
-    "protection_group",
-    "sim",
-];
 
 fn scenario_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");

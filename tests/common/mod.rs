@@ -32,3 +32,22 @@ pub fn with_check(mut v: Value, normal: i64, abnormal: i64) -> Value {
         "time_interval": 5, "timeout": 2});
     v
 }
+
+/// DESIGN §7's top-level report keys, each always present (null or [] when it does not apply).
+pub const TOP_KEYS: [&str; 15] = [
+    "scenario",
+    "strategy",
+    "mode",
+    "seed",
+    "duration_s",
+    "requests",
+    "latency_ms",
+    "members",
+    "faults",
+    "hash",
+    "fairness",
+    "timeline",
+    "endpoint_groups",
+    "protection_group",
+    "sim",
+];
