@@ -38,6 +38,16 @@ impl MemberId {
         self.host
     }
 
+    /// The identity of a channel's member: `host:port`, or `ecs_id:port` for an ECS member;
+    /// the member's `port` when above 0, else the channel's.
+    pub fn of(channel: &crate::model::VpcChannel, m: &crate::model::MemberInfo) -> MemberId {
+        let port = match m.port {
+            Some(p) if p > 0 => p,
+            _ => channel.port,
+        };
+        MemberId::new(m.host.as_deref().or(m.ecs_id.as_deref()).unwrap_or(""), port.clamp(0, 65535) as u16)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

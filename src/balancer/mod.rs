@@ -32,6 +32,7 @@ mod wrr;
 pub use hash::{ip_key, uri_key, uri_key_part, UriHashKey};
 pub use member::{Member, MemberId};
 pub use snapshot::Tier;
+pub(crate) use wrr::{stripe, STRIPES};
 
 use crate::health::{CheckConfig, HealthMachine, HealthState, Outcome};
 use crate::model::{Validate, ValidationErrors, VpcChannel};
@@ -417,21 +418,15 @@ fn config_of(channel: &VpcChannel, strategy: Option<Strategy>) -> Config {
             weight: g.member_group_weight.map(|w| w.clamp(0, u32::MAX as i64) as u32),
         })
         .collect();
-    let channel_port = channel.port.clamp(0, 65535) as u16;
     let members = channel
         .members
         .iter()
         .map(|m| {
-            let port = match m.port {
-                Some(p) if p > 0 => p.clamp(0, 65535) as u16,
-                _ => channel_port,
-            };
-            let host = m.host.as_deref().or(m.ecs_id.as_deref()).unwrap_or("");
             let weight = m.weight.unwrap_or(1).clamp(0, u32::MAX as i64) as u32;
             let group = m.member_group_name.as_deref().map(member::intern);
             let inherited = group.and_then(|g| groups.iter().find(|s| s.name == g)).and_then(|s| s.weight);
             Member {
-                id: MemberId::new(host, port),
+                id: MemberId::of(channel, m),
                 weight,
                 effective_weight: inherited.unwrap_or(weight),
                 group,

@@ -9,9 +9,10 @@ use super::loadgen::{self, LoadPlan};
 use super::probe::{spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, TlsProbe};
 use super::proxy::{Proxy, ProxyConfig};
 use super::stats::ProxyStats;
-use crate::balancer::{KeySpace, MemberId, Strategy};
+use crate::balancer::{MemberId, Strategy};
 use crate::health::HealthState;
 use crate::report::*;
+use crate::sim::metrics::KeyMoves;
 use crate::sim::scenario::{member_ids, FaultKind, Scenario};
 use crate::Balancer;
 use hdrhistogram::Histogram;
@@ -170,9 +171,7 @@ async fn track(
     let offset = (probe_start - start).as_secs_f64();
     let shares = |lb: &Balancer| lb.members().iter().map(|m| (m.member.id(), m.expected_share)).collect::<Vec<_>>();
     let mut t = Tracked { shares: vec![(0.0, shares(&lb))], ..Default::default() };
-    let base: Option<KeySpace> = lb.key_space();
-    let mut moved: Vec<bool> = base.as_ref().map(|b| vec![false; b.buckets()]).unwrap_or_default();
-    let mut back = moved.clone();
+    let mut moves = lb.key_space().map(KeyMoves::new);
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
@@ -180,19 +179,11 @@ async fn track(
             Err(_) => break,
         };
         t.shares.push((offset + ev.at.as_secs_f64(), shares(&lb)));
-        if let (Some(base), Some(now)) = (&base, lb.key_space()) {
-            let shift = 64 - u32::from(base.bits());
-            for b in 0..base.buckets() {
-                if now.owner_of_key((b as u64) << shift) != base.owner_of_bucket(b) {
-                    moved[b] = true;
-                    back[b] = false;
-                } else if moved[b] {
-                    back[b] = true;
-                }
-            }
-            let n = base.buckets() as f64;
-            t.remapped = moved.iter().filter(|&&x| x).count() as f64 / n;
-            t.returned = back.iter().filter(|&&x| x).count() as f64 / n;
+        if let (Some(moves), Some(now)) = (moves.as_mut(), lb.key_space()) {
+            moves.observe(&now);
+            let (moved, back, n) = moves.counts();
+            t.remapped = moved as f64 / n as f64;
+            t.returned = back as f64 / n as f64;
         }
     }
     t
@@ -288,7 +279,7 @@ fn report(
                     .collect(),
                 _ => spec.member.as_deref().and_then(MemberId::parse).into_iter().collect(),
             };
-            let end = spec.until_s.map_or(f64::INFINITY, |u| u + timeout);
+            let end = spec.detection_end(timeout);
             let detected = events
                 .iter()
                 .filter(|e| hit.contains(&e.member) && e.state == HealthState::Unhealthy)

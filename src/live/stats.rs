@@ -2,7 +2,7 @@
 //! timeline; per request the outcome and why it failed. Atomics per member and one histogram
 //! lock per member, so that requests to different members never wait on each other.
 
-use crate::balancer::MemberId;
+use crate::balancer::{stripe, MemberId, STRIPES};
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -87,24 +87,6 @@ pub struct ProxyStats {
 /// One stripe's request-latency histogram.
 type Shard = Mutex<Option<Histogram<u64>>>;
 
-/// Stripes of the request-latency histogram.
-const SHARDS: usize = 16;
-
-/// The calling thread's shard (threads are spread over the shards in the order they first record).
-fn shard() -> usize {
-    use std::cell::Cell;
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Relaxed) as usize % SHARDS);
-        }
-        s.get()
-    })
-}
-
 fn histogram() -> Option<Histogram<u64>> {
     // 1 us to 1 h at 3 significant digits.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()
@@ -161,7 +143,7 @@ impl ProxyStats {
             failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             by_reason: Default::default(),
-            latency: (0..SHARDS).map(|_| CachePadded::new(Mutex::new(histogram()))).collect(),
+            latency: (0..STRIPES).map(|_| CachePadded::new(Mutex::new(histogram()))).collect(),
         }
     }
 
@@ -224,7 +206,8 @@ impl ProxyStats {
             self.by_reason[Reason::Error5xx as usize].fetch_add(1, Relaxed);
         } else {
             self.ok.fetch_add(1, Relaxed);
-            record(&self.latency[shard()], elapsed);
+            // The balancer's thread stripes spread threads over the histograms too.
+            record(&self.latency[stripe()], elapsed);
         }
     }
 

@@ -200,6 +200,8 @@ struct Engine<'a, 'w> {
     trace: Option<&'w mut dyn Write>,
     failover: Failover,
     events: u64,
+    /// GA dials in force (0 for a group with nothing eligible), kept by `account`.
+    dials: Vec<f64>,
 }
 
 #[derive(Default)]
@@ -303,6 +305,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             trace,
             failover: Failover::default(),
             events: 0,
+            dials: Vec::new(),
         };
         for c in 0..e.channels.len() {
             e.register_members(c, 0);
@@ -462,20 +465,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         if self.lbs.len() == 1 {
             return 0;
         }
-        let dials: Vec<f64> = self
-            .sc
-            .channels
-            .iter()
-            .zip(self.lbs)
-            .map(|(c, lb)| {
-                let dial = c.endpoint_group.as_ref().and_then(|g| g.traffic_dial_percentage).unwrap_or(100);
-                if lb.tier().is_ok() {
-                    dial as f64
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let dials = &self.dials;
         let total: f64 = dials.iter().sum();
         let x = self.rng.groups.gen::<f64>() * total;
         let mut acc = 0.0;
@@ -765,21 +755,23 @@ impl<'a, 'w> Engine<'a, 'w> {
 
     /// Records the expected shares in force from `t` on.
     fn account(&mut self, t: Micros) {
-        let eligible: Vec<bool> = self.lbs.iter().map(|lb| lb.tier().is_ok()).collect();
-        let dials: Vec<f64> = self
+        // GA dials of the groups with an eligible member (others get none); they change only
+        // here, where eligibility does, so arrivals read them without recomputing.
+        self.dials = self
             .sc
             .channels
             .iter()
-            .zip(&eligible)
-            .map(|(c, &ok)| {
+            .zip(self.lbs)
+            .map(|(c, lb)| {
                 let dial = c.endpoint_group.as_ref().and_then(|g| g.traffic_dial_percentage).unwrap_or(100);
-                if ok {
+                if lb.tier().is_ok() {
                     dial as f64
                 } else {
                     0.0
                 }
             })
             .collect();
+        let dials = &self.dials;
         let total: f64 = dials.iter().sum();
         let mut shares = vec![0.0; self.backends.len()];
         for (c, lb) in self.lbs.iter().enumerate() {

@@ -10,9 +10,40 @@ use crate::Balancer;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
-/// A channel's key space at the start, the buckets that ever left their first owner (bitset),
-/// and those back with it now (bitset).
-type KeyTracking = (KeySpace, Vec<u64>, Vec<u64>);
+/// How a hash key space moves over a run: its buckets that ever left their first owner, and
+/// those back with it now (bitsets), as seen after each health transition. Shared by the
+/// simulator's and the live reports (`hash.remapped_on_fault`, `hash.returned_on_recovery`).
+pub(crate) struct KeyMoves {
+    base: KeySpace,
+    moved: Vec<u64>,
+    back: Vec<u64>,
+}
+
+impl KeyMoves {
+    pub(crate) fn new(base: KeySpace) -> KeyMoves {
+        let words = base.buckets().div_ceil(64);
+        KeyMoves { base, moved: vec![0; words], back: vec![0; words] }
+    }
+
+    /// Compares the key space now with the first one, bucket for bucket.
+    pub(crate) fn observe(&mut self, now: &KeySpace) {
+        let shift = 64 - u32::from(self.base.bits());
+        for b in 0..self.base.buckets() {
+            let (w, bit) = (b / 64, 1u64 << (b % 64));
+            if now.owner_of_key((b as u64) << shift) != self.base.owner_of_bucket(b) {
+                self.moved[w] |= bit;
+                self.back[w] &= !bit;
+            } else if self.moved[w] & bit != 0 {
+                self.back[w] |= bit;
+            }
+        }
+    }
+
+    /// (buckets that ever moved, buckets back now, buckets).
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
+        (popcount(&self.moved), popcount(&self.back), self.base.buckets() as u64)
+    }
+}
 
 pub(crate) struct Metrics {
     duration: f64,
@@ -31,7 +62,7 @@ pub(crate) struct Metrics {
     seen_uris: Vec<u64>,
     /// Per channel: the key space at the start, the buckets that ever left their first owner,
     /// and those back with it now (hash strategies).
-    hash_base: Vec<Option<KeyTracking>>,
+    hash_base: Vec<Option<KeyMoves>>,
     /// Failed attempts on affected members inside each fault's window.
     fault_failed: Vec<u64>,
     channel_requests: Vec<u64>,
@@ -188,26 +219,13 @@ impl Metrics {
         if self.hash_base.len() <= c {
             self.hash_base.resize_with(c + 1, || None);
         }
-        self.hash_base[c] = ks.map(|k| {
-            let words = k.buckets().div_ceil(64);
-            (k, vec![0; words], vec![0; words])
-        });
+        self.hash_base[c] = ks.map(KeyMoves::new);
     }
 
-    /// Channel `c`'s key space after a health transition: which buckets left their first owner
-    /// (ever) and which are back with it (now).
+    /// Channel `c`'s key space after a health transition.
     pub(crate) fn key_space_changed(&mut self, c: usize, now: &KeySpace) {
-        let Some(Some((base, moved, back))) = self.hash_base.get_mut(c) else { return };
-        let shift = 64 - u32::from(base.bits());
-        for b in 0..base.buckets() {
-            let key = (b as u64) << shift;
-            let (w, bit) = (b / 64, 1u64 << (b % 64));
-            if now.owner_of_key(key) != base.owner_of_bucket(b) {
-                moved[w] |= bit;
-                back[w] &= !bit;
-            } else if moved[w] & bit != 0 {
-                back[w] |= bit;
-            }
+        if let Some(Some(moves)) = self.hash_base.get_mut(c) {
+            moves.observe(now);
         }
     }
 
@@ -274,12 +292,11 @@ impl Metrics {
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                // A check notices this fault if it turns an affected member unhealthy from the
-                // fault's start until its end plus one check timeout (a check that started
-                // inside the window may complete that much later).
+                // The first unhealthy transition of an affected member inside the fault's
+                // detection window (`FaultSpec::detection_end`).
                 let detection = |m: &MemberMetrics, b: &Backend| {
                     let timeout = f.lbs[b.channel].check().map_or(0.0, |c| f64::from(c.timeout_s));
-                    let end = spec.until_s.map_or(f64::INFINITY, |u| u + timeout);
+                    let end = spec.detection_end(timeout);
                     m.health
                         .iter()
                         .find(|&&(t, s)| t >= spec.at_s && t <= end && s == HealthState::Unhealthy)
@@ -308,10 +325,10 @@ impl Metrics {
             })
             .collect();
         let (mut moved, mut back, mut buckets) = (0u64, 0u64, 0u64);
-        for (base, m, b) in self.hash_base.iter().flatten() {
-            moved += popcount(m);
-            back += popcount(b);
-            buckets += base.buckets() as u64;
+        for (m, b, n) in self.hash_base.iter().flatten().map(KeyMoves::counts) {
+            moved += m;
+            back += b;
+            buckets += n;
         }
         let frac = |n: u64| if buckets > 0 { round6(n as f64 / buckets as f64) } else { 0.0 };
         let hash = self.strategy.is_hash().then(|| HashReport {

@@ -9,7 +9,7 @@
 
 mod engine;
 pub mod faults;
-mod metrics;
+pub(crate) mod metrics;
 pub mod scenario;
 pub mod traffic;
 

@@ -102,6 +102,15 @@ pub struct FaultSpec {
     pub period_s: Option<f64>,
 }
 
+impl FaultSpec {
+    /// A check notices this fault if it turns an affected member unhealthy from `at_s` until
+    /// this time: the fault's end plus one check timeout, since a check started inside the window
+    /// may complete that much later (no end: never).
+    pub fn detection_end(&self, check_timeout_s: f64) -> f64 {
+        self.until_s.map_or(f64::INFINITY, |u| u + check_timeout_s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
@@ -529,19 +538,9 @@ fn check_fault(c: &mut Collector, path: &str, f: &FaultSpec, members: &[MemberId
     }
 }
 
-/// Member identities of a channel, as the balancer computes them.
+/// Member identities of a channel, in member order ([`MemberId::of`]).
 pub fn member_ids(ch: &VpcChannel) -> Vec<MemberId> {
-    let port = ch.port.clamp(0, 65535) as u16;
-    ch.members
-        .iter()
-        .map(|m| {
-            let p = match m.port {
-                Some(p) if p > 0 => p.clamp(0, 65535) as u16,
-                _ => port,
-            };
-            MemberId::new(m.host.as_deref().or(m.ecs_id.as_deref()).unwrap_or(""), p)
-        })
-        .collect()
+    ch.members.iter().map(|m| MemberId::of(ch, m)).collect()
 }
 
 /// Adds a ZStack backendservers body's servers and NICs to a channel as members (weights given
