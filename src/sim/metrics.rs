@@ -253,12 +253,13 @@ impl Metrics {
         self.expected_from(self.duration, &shares);
         let attempts: u64 = self.members.iter().map(|m| m.requests).sum();
         // Each member's configuration as the balancer has it at the end: (group, weight, backup).
+        // `members()` counts the hash table, so it is read once per channel.
+        let statuses: Vec<Vec<crate::balancer::MemberStatus>> = f.lbs.iter().map(|lb| lb.members()).collect();
         let configs: Vec<(Option<String>, u32, bool)> = f
             .backends
             .iter()
             .map(|b| {
-                let statuses = f.lbs[b.channel].members();
-                statuses.into_iter().find(|s| s.member.id() == b.id).map_or((None, 0, false), |s| {
+                statuses[b.channel].iter().find(|s| s.member.id() == b.id).map_or((None, 0, false), |s| {
                     (s.member.group().map(str::to_string), s.member.weight(), s.member.is_backup())
                 })
             })
