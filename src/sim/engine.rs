@@ -3,6 +3,7 @@
 
 use super::faults::MemberFaults;
 use super::metrics::Metrics;
+use super::queue::EventQueue;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
 use super::traffic::{client_addr, mix_seed, Popularity};
 use crate::balancer::{MemberId, Pick, Strategy};
@@ -12,8 +13,7 @@ use crate::report::Report;
 use crate::{Balancer, Request};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -49,8 +49,19 @@ pub enum SimError {
 /// Simulated time in microseconds.
 type Micros = u64;
 
+/// Seconds to microseconds, rounded half away from zero; negatives and NaN give 0. The same as
+/// `(s * 1e6).round().max(0.0) as u64` for every input, without a call to libm's `round` (not
+/// inlined on baseline x86-64), which is on every event's path.
+#[inline]
 fn us(s: f64) -> Micros {
-    (s * 1e6).round().max(0.0) as Micros
+    let x = s * 1e6;
+    let i = x as Micros; // saturating: NaN and negatives give 0
+                         // Exact: for 1 <= x < 2^53, x and its integer part are within a factor 2 of each other.
+    if x - i as f64 >= 0.5 {
+        i.saturating_add(1)
+    } else {
+        i
+    }
 }
 
 fn secs(t: Micros) -> f64 {
@@ -69,30 +80,6 @@ enum Ev {
     Change(u32),
     FailoverStart,
     FailoverDone,
-}
-
-struct Entry {
-    t: Micros,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.t, self.seq) == (o.t, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap; the earliest (then first scheduled) pops first.
-        (o.t, o.seq).cmp(&(self.t, self.seq))
-    }
 }
 
 /// Why an attempt failed.
@@ -179,6 +166,8 @@ struct Engine<'a, 'w> {
     seed: u64,
     strategy: Strategy,
     end: Micros,
+    /// `[traffic] request_timeout_ms`.
+    timeout: Micros,
     lbs: &'a [Balancer],
     channels: Vec<VpcChannel>,
     checks: Vec<Option<CheckConfig>>,
@@ -186,8 +175,8 @@ struct Engine<'a, 'w> {
     index: HashMap<MemberId, u32>,
     /// Per channel: the balancer's member slot -> backend index (the hot path's lookup).
     by_slot: Vec<Vec<u32>>,
-    heap: BinaryHeap<Entry>,
-    seq: u64,
+    /// Pending events by time; simultaneous ones in the order they were scheduled.
+    queue: EventQueue<Ev>,
     reqs: Vec<Req>,
     free_reqs: Vec<u32>,
     attempts: Vec<Attempt<'a>>,
@@ -226,7 +215,7 @@ pub fn run(sc: &Scenario, mut opts: RunOptions<'_>) -> Result<Report, SimError> 
     let mut e = Engine::new(sc, opts.strategy, seed, duration, &lbs, channels, opts.trace.take());
     e.start();
     let mut last_progress = 0u64;
-    while let Some(Entry { t, ev, .. }) = e.heap.pop() {
+    while let Some((t, ev)) = e.queue.pop() {
         e.events += 1;
         e.step(t, ev)?;
         if let Some(p) = opts.progress.as_mut() {
@@ -285,14 +274,14 @@ impl<'a, 'w> Engine<'a, 'w> {
             seed,
             strategy,
             end: us(duration),
+            timeout: us(sc.traffic.request_timeout_ms / 1e3),
             lbs,
             channels,
             checks,
             backends: Vec::new(),
             index: HashMap::new(),
             by_slot: vec![Vec::new(); lbs.len()],
-            heap: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             reqs: Vec::new(),
             free_reqs: Vec::new(),
             attempts: Vec::new(),
@@ -364,9 +353,9 @@ impl<'a, 'w> Engine<'a, 'w> {
         }
     }
 
+    #[inline]
     fn schedule(&mut self, t: Micros, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(Entry { t, seq: self.seq, ev });
+        self.queue.push(t, ev);
     }
 
     fn start(&mut self) {
@@ -544,8 +533,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             let gen = self.attempts[slot as usize].gen;
             b.queue.push_back((slot, gen));
             self.m.in_flight(m, b.busy as u64 + b.queue.len() as u64);
-            let to = us(self.sc.traffic.request_timeout_ms / 1e3);
-            self.schedule(t + to, Ev::Timeout(slot, gen));
+            self.schedule(t + self.timeout, Ev::Timeout(slot, gen));
         } else {
             return self.attempt_failed(t, slot, Failure::QueueFull);
         }
@@ -576,7 +564,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let st_ms = self.sc.traffic.service_time_ms.sample(&mut self.rng.service) * b.spec.speed * slow;
         let done = t + us(st_ms / 1e3).max(1);
         self.schedule(done, Ev::ServiceEnd(slot, gen));
-        let deadline = start + us(self.sc.traffic.request_timeout_ms / 1e3);
+        let deadline = start + self.timeout;
         // A queued attempt already has its timeout scheduled from when it arrived.
         if done > deadline && start == t {
             self.schedule(deadline, Ev::Timeout(slot, gen));
@@ -620,7 +608,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let a = &mut self.attempts[slot as usize];
         a.pick = None;
         let (req, start) = (a.req, a.start);
-        self.m.attempt_done(m, secs(t - start));
+        self.m.attempt_done(m, t - start);
         self.trace_attempt(t, req, Some(m), "ok", Some(t - start))?;
         self.free_attempts.push(slot);
         self.finish(t, req, Ok(()))
@@ -664,7 +652,7 @@ impl<'a, 'w> Engine<'a, 'w> {
 
     fn finish(&mut self, t: Micros, req: u32, result: Result<(), Failure>) -> Result<(), SimError> {
         let r = &self.reqs[req as usize];
-        self.m.request_done(secs(t - r.arrival), r.attempts, result);
+        self.m.request_done(t - r.arrival, r.attempts, result);
         self.free_reqs.push(req);
         Ok(())
     }

@@ -179,8 +179,9 @@ impl Metrics {
         mm.peak_in_flight = mm.peak_in_flight.max(n);
     }
 
-    pub(crate) fn attempt_done(&mut self, m: u32, latency_s: f64) {
-        let _ = self.members[m as usize].latency.record((latency_s * 1e6).round().max(1.0) as u64);
+    /// A successful attempt's latency in microseconds (0 counts as 1).
+    pub(crate) fn attempt_done(&mut self, m: u32, latency_us: u64) {
+        let _ = self.members[m as usize].latency.record(latency_us.max(1));
     }
 
     pub(crate) fn attempt_failed(&mut self, m: u32, t: f64) {
@@ -191,14 +192,15 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn request_done(&mut self, latency_s: f64, attempts: u32, result: Result<(), Failure>) {
+    /// A finished request: its latency in microseconds from arrival (0 counts as 1).
+    pub(crate) fn request_done(&mut self, latency_us: u64, attempts: u32, result: Result<(), Failure>) {
         if attempts > 1 {
             self.retried += 1;
         }
         match result {
             Ok(()) => {
                 self.ok += 1;
-                let _ = self.latency.record((latency_s * 1e6).round().max(1.0) as u64);
+                let _ = self.latency.record(latency_us.max(1));
             }
             Err(why) => {
                 self.failed += 1;

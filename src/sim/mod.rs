@@ -1,6 +1,6 @@
 //! The deterministic discrete-event simulator (DESIGN §4-§7).
 //!
-//! Virtual time only: the clock jumps from event to event (a binary heap ordered by time, then
+//! Virtual time only: the clock jumps from event to event (a radix heap ordered by time, then
 //! by insertion order, so that simultaneous events always run in the same order). Each source of
 //! randomness has its own seeded stream (arrivals, clients, URIs, service times, faults, probe
 //! jitter, endpoint-group choice), so that changing one model does not reshuffle the others.
@@ -10,6 +10,7 @@
 mod engine;
 pub mod faults;
 pub(crate) mod metrics;
+mod queue;
 pub mod scenario;
 pub mod traffic;
 
