@@ -5,7 +5,7 @@ use super::faults::MemberFaults;
 use super::metrics::Metrics;
 use super::queue::EventQueue;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
-use super::traffic::{client_addr, mix_seed, Popularity};
+use super::traffic::{client_addr, mix_seed, Popularity, ServiceSampler};
 use crate::balancer::{MemberId, Pick, Strategy};
 use crate::health::{CheckConfig, HealthState, Outcome};
 use crate::model::{CheckProtocol, VpcChannel};
@@ -51,21 +51,29 @@ type Micros = u64;
 
 /// Seconds to microseconds, rounded half away from zero; negatives and NaN give 0. The same as
 /// `(s * 1e6).round().max(0.0) as u64` for every input, without a call to libm's `round` (not
-/// inlined on baseline x86-64), which is on every event's path.
+/// inlined on baseline x86-64) or u64 conversions (several instructions each), on every
+/// event's path.
 #[inline]
 fn us(s: f64) -> Micros {
+    const EXACT: f64 = (1u64 << 52) as f64;
     let x = s * 1e6;
-    let i = x as Micros; // saturating: NaN and negatives give 0
-                         // Exact: for 1 <= x < 2^53, x and its integer part are within a factor 2 of each other.
-    if x - i as f64 >= 0.5 {
-        i.saturating_add(1)
+    if (0.0..EXACT).contains(&x) {
+        // Below 2^52 the integer part fits an i64 exactly, and x - i is exact (for i >= 1, x and
+        // i are within a factor 2 of each other).
+        let i = x as i64;
+        (if x - i as f64 >= 0.5 { i + 1 } else { i }) as Micros
     } else {
-        i
+        // NaN or negative: 0; from 2^52 on every f64 is an integer (the cast saturates).
+        x.max(0.0) as Micros
     }
 }
 
+/// Microseconds to seconds.
+#[inline]
 fn secs(t: Micros) -> f64 {
-    t as f64 / 1e6
+    // i64 -> f64 is one instruction, u64 -> f64 several; the same value below 2^63.
+    let f = if let Ok(i) = i64::try_from(t) { i as f64 } else { t as f64 };
+    f / 1e6
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -168,6 +176,8 @@ struct Engine<'a, 'w> {
     end: Micros,
     /// `[traffic] request_timeout_ms`.
     timeout: Micros,
+    /// `[traffic] service_time_ms`.
+    service: ServiceSampler,
     lbs: &'a [Balancer],
     channels: Vec<VpcChannel>,
     checks: Vec<Option<CheckConfig>>,
@@ -275,6 +285,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             strategy,
             end: us(duration),
             timeout: us(sc.traffic.request_timeout_ms / 1e3),
+            service: sc.traffic.service_time_ms.sampler(),
             lbs,
             channels,
             checks,
@@ -561,7 +572,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let (gen, m, start) = (a.gen, a.member as usize, a.start);
         let b = &self.backends[m];
         let slow = b.faults.at(secs(t)).slow;
-        let st_ms = self.sc.traffic.service_time_ms.sample(&mut self.rng.service) * b.spec.speed * slow;
+        let st_ms = self.service.sample(&mut self.rng.service) * b.spec.speed * slow;
         let done = t + us(st_ms / 1e3).max(1);
         self.schedule(done, Ev::ServiceEnd(slot, gen));
         let deadline = start + self.timeout;
@@ -777,5 +788,53 @@ impl<'a, 'w> Engine<'a, 'w> {
             }
         }
         self.m.expected_from(secs(t), &shares);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{secs, us};
+    use proptest::prelude::*;
+
+    fn reference(s: f64) -> u64 {
+        (s * 1e6).round().max(0.0) as u64
+    }
+
+    #[test]
+    fn us_rounds_like_f64_round_at_the_edges() {
+        let edges = [
+            0.0,
+            -0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.5e-6,
+            f64::from_bits(0.5f64.to_bits() - 1) / 1e6,
+            2.5e-6,
+            1.5,
+            ((1u64 << 52) as f64 - 0.5) / 1e6,
+            (1u64 << 52) as f64 / 1e6,
+            ((1u64 << 52) as f64 + 1.0) / 1e6,
+            9.0e9,
+            1.0e13,
+            f64::MAX,
+        ];
+        for s in edges {
+            assert_eq!(us(s), reference(s), "{s}");
+        }
+        for t in [0, 1, 999_999, 1 << 53, (1 << 63) - 1, 1 << 63, u64::MAX] {
+            assert_eq!(secs(t), t as f64 / 1e6, "{t}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn us_matches_f64_round(bits in any::<u64>(), s in -1.0e3f64..1.0e10) {
+            let x = f64::from_bits(bits);
+            prop_assert_eq!(us(x), reference(x));
+            prop_assert_eq!(us(s), reference(s));
+            prop_assert_eq!(us(s.trunc() + 0.5e-6), reference(s.trunc() + 0.5e-6));
+        }
     }
 }

@@ -74,7 +74,10 @@ struct MemberMetrics {
     id: MemberId,
     spec: BackendSpec,
     requests: u64,
-    latency: Histogram<u64>,
+    /// Attempt latencies: 32-bit counts halve the histograms' footprint (100 members' hot
+    /// buckets then fit in L2), spilled into `latency_spill` before any count could saturate.
+    latency: Histogram<u32>,
+    latency_spill: Histogram<u64>,
     peak_in_flight: u64,
     health: Vec<(f64, HealthState)>,
     timeline: Vec<u64>,
@@ -91,8 +94,17 @@ fn histogram() -> Histogram<u64> {
 
 /// A member's latency histogram: 2 significant digits (1% resolution). With 100 members at 3
 /// digits the histograms outgrow the caches and recording dominates the run.
-fn member_histogram() -> Histogram<u64> {
+fn member_histogram<T: hdrhistogram::Counter>() -> Histogram<T> {
     Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits is a valid precision"))
+}
+
+/// Adds `from`'s counts to `into`, bucket for bucket (same precision): percentiles, max and
+/// mean come out as if every value had been recorded into `into`.
+fn spill(from: &mut Histogram<u32>, into: &mut Histogram<u64>) {
+    for v in from.iter_recorded() {
+        let _ = into.record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
+    }
+    from.reset();
 }
 
 fn set_bit(bits: &mut [u64], i: u32) {
@@ -151,6 +163,7 @@ impl Metrics {
             spec: spec.clone(),
             requests: 0,
             latency: member_histogram(),
+            latency_spill: member_histogram(),
             peak_in_flight: 0,
             health: vec![(now, initial)],
             timeline: vec![0; self.windows],
@@ -181,7 +194,12 @@ impl Metrics {
 
     /// A successful attempt's latency in microseconds (0 counts as 1).
     pub(crate) fn attempt_done(&mut self, m: u32, latency_us: u64) {
-        let _ = self.members[m as usize].latency.record(latency_us.max(1));
+        let mm = &mut self.members[m as usize];
+        // No count can saturate while the total is below u32::MAX.
+        if mm.latency.len() >= u64::from(u32::MAX) {
+            spill(&mut mm.latency, &mut mm.latency_spill);
+        }
+        let _ = mm.latency.record(latency_us.max(1));
     }
 
     pub(crate) fn attempt_failed(&mut self, m: u32, t: f64) {
@@ -251,6 +269,9 @@ impl Metrics {
     }
 
     pub(crate) fn finish(mut self, f: Finish<'_>) -> Report {
+        for m in &mut self.members {
+            spill(&mut m.latency, &mut m.latency_spill);
+        }
         let shares: Vec<f64> = self.members.iter().map(|m| m.expected_now).collect();
         self.expected_from(self.duration, &shares);
         let attempts: u64 = self.members.iter().map(|m| m.requests).sum();
@@ -279,7 +300,7 @@ impl Metrics {
                 requests: m.requests,
                 share: if attempts > 0 { m.requests as f64 / attempts as f64 } else { 0.0 },
                 expected_share: m.expected_acc / self.duration,
-                latency_ms: Latency::from_micros(&m.latency),
+                latency_ms: Latency::from_micros(&m.latency_spill),
                 peak_in_flight: m.peak_in_flight,
                 health: m
                     .health

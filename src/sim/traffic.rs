@@ -111,12 +111,16 @@ pub enum ServiceTime {
 impl ServiceTime {
     /// A draw in milliseconds.
     pub fn sample<R: Rng>(&self, rng: &mut R) -> f64 {
+        self.sampler().sample(rng)
+    }
+
+    /// The distribution with its parameters worked out once, for drawing many times.
+    pub fn sampler(&self) -> ServiceSampler {
         match *self {
-            ServiceTime::Fixed { value } => value,
-            ServiceTime::Exponential { mean } => mean * rng.sample::<f64, _>(Exp1),
+            ServiceTime::Fixed { value } => ServiceSampler::Fixed(value),
+            ServiceTime::Exponential { mean } => ServiceSampler::Exponential(mean),
             ServiceTime::Lognormal { median, p99 } => {
-                let sigma = (p99 / median).ln() / Z99;
-                median * (sigma * rng.sample::<f64, _>(StandardNormal)).exp()
+                ServiceSampler::Lognormal { median, sigma: (p99 / median).ln() / Z99 }
             }
         }
     }
@@ -127,6 +131,28 @@ impl ServiceTime {
             ServiceTime::Fixed { value } => value,
             ServiceTime::Exponential { mean } => mean * std::f64::consts::LN_2,
             ServiceTime::Lognormal { median, .. } => median,
+        }
+    }
+}
+
+/// A [`ServiceTime`] ready to draw from (the lognormal's sigma computed once).
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceSampler {
+    Fixed(f64),
+    Exponential(f64),
+    Lognormal { median: f64, sigma: f64 },
+}
+
+impl ServiceSampler {
+    /// A draw in milliseconds.
+    #[inline]
+    pub fn sample<R: Rng>(&self, rng: &mut R) -> f64 {
+        match *self {
+            ServiceSampler::Fixed(value) => value,
+            ServiceSampler::Exponential(mean) => mean * rng.sample::<f64, _>(Exp1),
+            ServiceSampler::Lognormal { median, sigma } => {
+                median * (sigma * rng.sample::<f64, _>(StandardNormal)).exp()
+            }
         }
     }
 }
