@@ -76,6 +76,30 @@ fn secs(t: Micros) -> f64 {
     f / 1e6
 }
 
+/// Request paths are this followed by the URI's index.
+const URI_PREFIX: &str = "/api/v1/items/";
+
+/// `/api/v1/items/{uri}` into `buf` (cleared first), digits written directly: the `fmt`
+/// machinery cost as much as the URI hash's whole selection.
+fn write_uri(buf: &mut String, uri: u32) {
+    buf.clear();
+    buf.push_str(URI_PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = uri;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        buf.push(char::from(d));
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Arrival,
@@ -484,9 +508,7 @@ impl<'a, 'w> Engine<'a, 'w> {
     }
 
     fn write_uri(&mut self, uri: u32) {
-        use std::fmt::Write as _;
-        self.uri_buf.clear();
-        let _ = write!(self.uri_buf, "/api/v1/items/{uri}");
+        write_uri(&mut self.uri_buf, uri);
     }
 
     fn attempt(&mut self, t: Micros, req: u32) -> Result<(), SimError> {
@@ -683,7 +705,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let line = serde_json::json!({
             "t_s": secs(t),
             "client": self.client_ip(r.client).to_string(),
-            "uri": format!("/api/v1/items/{}", r.uri),
+            "uri": format!("{URI_PREFIX}{}", r.uri),
             "member": m.map(|m| self.backends[m as usize].id.to_string()),
             "outcome": outcome,
             "latency_ms": lat.map(|l| l as f64 / 1e3),
@@ -793,7 +815,7 @@ impl<'a, 'w> Engine<'a, 'w> {
 
 #[cfg(test)]
 mod tests {
-    use super::{secs, us};
+    use super::{secs, us, write_uri};
     use proptest::prelude::*;
 
     fn reference(s: f64) -> u64 {
@@ -825,6 +847,15 @@ mod tests {
         }
         for t in [0, 1, 999_999, 1 << 53, (1 << 63) - 1, 1 << 63, u64::MAX] {
             assert_eq!(secs(t), t as f64 / 1e6, "{t}");
+        }
+    }
+
+    #[test]
+    fn uri_paths_as_format_writes_them() {
+        let mut buf = String::from("left over");
+        for uri in [0, 7, 10, 99, 100, 12_345, 999_999, 1_000_000, u32::MAX] {
+            write_uri(&mut buf, uri);
+            assert_eq!(buf, format!("/api/v1/items/{uri}"));
         }
     }
 
