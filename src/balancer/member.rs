@@ -1,19 +1,21 @@
 //! Members: identity (`MemberId`) and configuration (`Member`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
 /// A member's identity: `host:port` (ECS members: `ecs_id:port`). Small and `Copy`, so that
 /// embedders can keep it in maps and hand it back to [`crate::balancer::HealthHandle::record`].
 ///
-/// Hosts are interned: `MemberId` holds a `&'static str`. The interner is process-wide and
-/// append-only, so its memory is bounded by the number of distinct hosts the process ever sees
-/// (a few bytes each); that is what buys a `Copy` id that still displays as `host:port`.
+/// Hosts are interned: `MemberId` holds a thin pointer to an interned `&'static str` (16 bytes
+/// in all, so that a pick stays small). The interner is process-wide and append-only, so its
+/// memory is bounded by the number of distinct hosts the process ever sees (a few bytes each);
+/// that is what buys a `Copy` id that still displays as `host:port`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId {
-    // Field order makes the derived `Ord` sort by host, then port.
-    host: &'static str,
+    // Field order makes the derived `Ord` sort by host, then port; comparisons and hashes see
+    // the string, not the pointer.
+    host: Name,
     port: u16,
 }
 
@@ -35,7 +37,7 @@ impl MemberId {
     }
 
     pub fn host(&self) -> &'static str {
-        self.host
+        self.host.get()
     }
 
     /// The identity of a channel's member: `host:port`, or `ecs_id:port` for an ECS member;
@@ -56,10 +58,11 @@ impl MemberId {
 impl fmt::Display for MemberId {
     /// `host:port`; an IPv6 host is bracketed (`[fd00::1]:80`) so the port stays unambiguous.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
+        let host = self.host.get();
+        if host.contains(':') {
+            write!(f, "[{host}]:{}", self.port)
         } else {
-            write!(f, "{}:{}", self.host, self.port)
+            write!(f, "{host}:{}", self.port)
         }
     }
 }
@@ -85,18 +88,36 @@ impl fmt::Debug for MemberId {
     }
 }
 
+/// An interned string behind a thin pointer (8 bytes; `Option<Name>` too).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Name(&'static &'static str);
+
+impl Name {
+    #[inline]
+    pub(crate) fn get(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
 /// Interns a string for the life of the process (see [`MemberId`]).
-pub(crate) fn intern(s: &str) -> &'static str {
-    static TABLE: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+pub(crate) fn intern(s: &str) -> Name {
+    static TABLE: OnceLock<Mutex<HashMap<&'static str, Name>>> = OnceLock::new();
     let table = TABLE.get_or_init(Default::default);
-    // A poisoned lock only means another thread panicked while inserting; the set is intact.
-    let mut set = table.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&found) = set.get(s) {
+    // A poisoned lock only means another thread panicked while inserting; the map is intact.
+    let mut map = table.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&found) = map.get(s) {
         return found;
     }
-    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
-    set.insert(leaked);
-    leaked
+    let text: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    let name = Name(Box::leak(Box::new(text)));
+    map.insert(text, name);
+    name
 }
 
 /// One member as configured, after the channel's defaults are applied.
@@ -107,11 +128,11 @@ pub struct Member {
     pub(crate) weight: u32,
     /// The weight the strategy uses: in `inherit` mode the group's weight where it has one.
     pub(crate) effective_weight: u32,
-    pub(crate) group: Option<&'static str>,
+    pub(crate) group: Option<Name>,
     pub(crate) backup: bool,
     /// `status` 1 (available) or 2 (unavailable).
     pub(crate) available: bool,
-    pub(crate) ecs_name: Option<&'static str>,
+    pub(crate) ecs_name: Option<Name>,
     /// Stable per identity for the life of the balancer: indexes per-member state that
     /// outlives snapshots (in-flight counts, WLC current weights).
     pub(crate) slot: u32,
@@ -124,7 +145,7 @@ impl Member {
 
     /// The address to connect to: the host, or the ECS id of an `ecs` member.
     pub fn host(&self) -> &'static str {
-        self.id.host
+        self.id.host.get()
     }
 
     pub fn port(&self) -> u16 {
@@ -143,7 +164,7 @@ impl Member {
     }
 
     pub fn group(&self) -> Option<&'static str> {
-        self.group
+        self.group.map(Name::get)
     }
 
     pub fn is_backup(&self) -> bool {
@@ -156,7 +177,7 @@ impl Member {
     }
 
     pub fn ecs_name(&self) -> Option<&'static str> {
-        self.ecs_name
+        self.ecs_name.map(Name::get)
     }
 
     /// Status 1 and a weight above zero: the member can be selected when healthy.

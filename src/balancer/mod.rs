@@ -18,13 +18,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Selection reads one immutable snapshot (`arc-swap`); configuration and health changes build a
-//! new snapshot under a writer lock that the hot path never takes. WRR replays a precomputed
+//! Selection reads one immutable snapshot (`arc-swap`, through a per-thread cache revalidated by a
+//! generation number: see `reader.rs`); configuration and health changes build a new snapshot
+//! under a writer lock that the hot path never takes. WRR replays a precomputed
 //! smooth schedule with per-thread cursors; the hash strategies look a key's bucket up in a
 //! precomputed rendezvous table; WLC scans the eligible members' in-flight counters.
 
 mod hash;
 mod member;
+mod reader;
 mod snapshot;
 mod wlc;
 mod wrr;
@@ -36,8 +38,8 @@ pub(crate) use wrr::{stripe, STRIPES};
 
 use crate::health::{CheckConfig, HealthMachine, HealthState, Outcome};
 use crate::model::{Validate, ValidationErrors, VpcChannel};
-use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use reader::Published;
 use serde::{Deserialize, Serialize};
 use snapshot::{Active, BuildInput, GroupSpec, Snapshot};
 use std::collections::HashMap;
@@ -208,8 +210,7 @@ pub enum SelectError {
 #[must_use = "dropping the pick at once ends the request's in-flight count"]
 pub struct Pick<'a> {
     member: Member,
-    /// (stripe, slot) of an open in-flight count.
-    open: Option<(u16, u32)>,
+    open: Open,
     balancer: &'a Balancer,
 }
 
@@ -220,9 +221,10 @@ impl Pick<'_> {
 }
 
 impl Drop for Pick<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if let Some((stripe, slot)) = self.open {
-            self.balancer.wlc.close(usize::from(stripe), slot);
+        if let Some(stripe) = self.open.stripe() {
+            self.balancer.wlc.close(stripe, self.member.slot);
         }
     }
 }
@@ -233,8 +235,32 @@ impl Pick<'_> {
     /// balancer the pick came from.
     pub fn into_owned(mut self, owner: &Arc<Balancer>) -> OwnedPick {
         debug_assert!(std::ptr::eq(self.balancer, Arc::as_ptr(owner)), "a pick belongs to its own balancer");
-        let open = self.open.take();
+        let open = std::mem::replace(&mut self.open, Open::NONE);
         OwnedPick { member: self.member, open, balancer: Arc::clone(owner) }
+    }
+}
+
+/// A selection before it becomes a [`Pick`]: the member and the stripe of its open in-flight
+/// count, if any.
+type Chosen = (Member, Open);
+
+/// The stripe of a pick's open in-flight count, if any: `stripe + 1`, 0 for none. One whole word
+/// rather than an `Option<u16>`, whose two-byte stores would stall every copy of a new pick on
+/// store forwarding.
+#[derive(Clone, Copy)]
+struct Open(usize);
+
+impl Open {
+    const NONE: Open = Open(0);
+
+    #[inline]
+    fn at(stripe: usize) -> Open {
+        Open(stripe + 1)
+    }
+
+    #[inline]
+    fn stripe(self) -> Option<usize> {
+        self.0.checked_sub(1)
     }
 }
 
@@ -242,7 +268,7 @@ impl Pick<'_> {
 #[must_use = "dropping the pick at once ends the request's in-flight count"]
 pub struct OwnedPick {
     member: Member,
-    open: Option<(u16, u32)>,
+    open: Open,
     balancer: Arc<Balancer>,
 }
 
@@ -254,8 +280,8 @@ impl OwnedPick {
 
 impl Drop for OwnedPick {
     fn drop(&mut self) {
-        if let Some((stripe, slot)) = self.open {
-            self.balancer.wlc.close(usize::from(stripe), slot);
+        if let Some(stripe) = self.open.stripe() {
+            self.balancer.wlc.close(stripe, self.member.slot);
         }
     }
 }
@@ -313,7 +339,7 @@ impl Writer {
 
 /// A channel's balancer. `Send + Sync`: share it (`Arc`, or a `&'static`) between threads.
 pub struct Balancer {
-    snapshot: ArcSwap<Snapshot>,
+    snapshot: Published,
     writer: Mutex<Writer>,
     wlc: wlc::Stripes,
     options: Options,
@@ -391,7 +417,7 @@ impl<'c> Builder<'c> {
         let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
         let mut writer = Writer { config, machines, index, slots: HashMap::new(), generation: 0 };
         writer.assign_slots();
-        let snapshot = ArcSwap::from_pointee(build_snapshot(&writer, &options, None));
+        let snapshot = Published::new(build_snapshot(&writer, &options, None));
         Ok(Balancer {
             snapshot,
             writer: Mutex::new(writer),
@@ -490,20 +516,33 @@ impl Balancer {
     /// Selects a member for a request.
     #[inline]
     pub fn select(&self, req: &Request<'_>) -> Result<Pick<'_>, SelectError> {
-        let snap = self.snapshot.load();
+        // The pick is assembled here from a `Chosen` (no drop glue) rather than returned whole
+        // from the closure: copying a just-built 64-byte struct stalls on store forwarding.
+        let mut chosen = Err(SelectError::NoMembers);
+        self.snapshot.with(|snap| chosen = self.select_in(snap, req));
+        chosen.map(|(member, open)| Pick { member, open, balancer: self })
+    }
+
+    #[inline(always)]
+    fn select_in(&self, snap: &Snapshot, req: &Request<'_>) -> Result<Chosen, SelectError> {
         let active = snap.active.as_ref().map_err(|e| *e)?;
         let stripe = wrr::stripe();
         let idx = match snap.strategy {
             Strategy::Wrr => active.wrr_pick(stripe),
-            Strategy::Wlc => {
-                let g = active.group_for(stripe);
-                let m = self.wlc.pick(stripe, &snap, active, g, None).ok_or(SelectError::AllTried)?;
-                return Ok(self.opened(&snap, m, stripe));
-            }
+            Strategy::Wlc => return self.select_wlc(snap, active, stripe),
             Strategy::SourceIp => active.hash_pick(ip_key(req.client)),
             Strategy::UriHash => active.hash_pick(uri_key(req.uri, self.options.uri_hash_key)),
         };
-        Ok(self.pick(&snap, idx, stripe))
+        Ok(self.chosen(snap, idx, stripe))
+    }
+
+    /// Out of line: WLC's index work dwarfs a call, and the other strategies' inlined path stays
+    /// small.
+    #[inline(never)]
+    fn select_wlc(&self, snap: &Snapshot, active: &Active, stripe: usize) -> Result<Chosen, SelectError> {
+        let g = active.group_for(stripe);
+        let m = self.wlc.pick(stripe, snap, active, g, None).ok_or(SelectError::AllTried)?;
+        Ok((snap.members[m as usize], Open::at(stripe)))
     }
 
     /// Selects a member other than those in `tried` (a retry). Hash strategies walk the key's
@@ -516,40 +555,40 @@ impl Balancer {
         let active = snap.active.as_ref().map_err(|e| *e)?;
         let untried = |i: u32| !tried.contains(&snap.members[i as usize].id);
         let stripe = wrr::stripe();
-        let idx = match snap.strategy {
+        let chosen = match snap.strategy {
             Strategy::Wrr => {
                 let period: usize = active.groups.iter().map(|g| g.schedule.len()).sum::<usize>() + 1;
-                (0..period).map(|_| active.wrr_pick(stripe)).find(|&i| untried(i))
+                let idx = (0..period).map(|_| active.wrr_pick(stripe)).find(|&i| untried(i));
+                idx.map(|i| self.chosen(&snap, i, stripe))
             }
             Strategy::Wlc => {
                 // The cursor's group first, then the others in order.
                 let first = active.group_for(stripe);
                 let order = std::iter::once(first).chain((0..active.groups.len()).filter(|&g| g != first));
                 let found = order.into_iter().find_map(|g| self.wlc.pick(stripe, &snap, active, g, Some(&untried)));
-                return found.map(|m| self.opened(&snap, m, stripe)).ok_or(SelectError::AllTried);
+                found.map(|m| (snap.members[m as usize], Open::at(stripe)))
             }
-            Strategy::SourceIp => active.hash_pick_filtered(ip_key(req.client), &untried),
-            Strategy::UriHash => active.hash_pick_filtered(uri_key(req.uri, self.options.uri_hash_key), &untried),
+            Strategy::SourceIp => {
+                active.hash_pick_filtered(ip_key(req.client), &untried).map(|i| self.chosen(&snap, i, stripe))
+            }
+            Strategy::UriHash => active
+                .hash_pick_filtered(uri_key(req.uri, self.options.uri_hash_key), &untried)
+                .map(|i| self.chosen(&snap, i, stripe)),
         };
-        idx.map(|i| self.pick(&snap, i, stripe)).ok_or(SelectError::AllTried)
+        chosen.map(|(member, open)| Pick { member, open, balancer: self }).ok_or(SelectError::AllTried)
     }
 
+    /// The member at `idx`, with its in-flight count opened when the balancer tracks them.
     #[inline]
-    fn pick(&self, snap: &Snapshot, idx: u32, stripe: usize) -> Pick<'_> {
+    fn chosen(&self, snap: &Snapshot, idx: u32, stripe: usize) -> Chosen {
         let member = snap.members[idx as usize];
         let open = if snap.track_in_flight {
             self.wlc.open(stripe, member.slot);
-            Some((stripe as u16, member.slot))
+            Open::at(stripe)
         } else {
-            None
+            Open::NONE
         };
-        Pick { member, open, balancer: self }
-    }
-
-    /// A WLC pick, already counted by the stripe's index.
-    fn opened(&self, snap: &Snapshot, idx: u32, stripe: usize) -> Pick<'_> {
-        let member = snap.members[idx as usize];
-        Pick { member, open: Some((stripe as u16, member.slot)), balancer: self }
+        (member, open)
     }
 
     /// The key's preference order over the active tier's eligible members (hash strategies):
@@ -643,7 +682,7 @@ impl Balancer {
         w.generation += 1;
         let prev = self.snapshot.load();
         let next = build_snapshot(w, &self.options, Some(&prev));
-        self.snapshot.store(Arc::new(next));
+        self.snapshot.store(next);
     }
 }
 

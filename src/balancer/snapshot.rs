@@ -2,7 +2,7 @@
 //! strategy's precomputed structures. A writer builds a new one and swaps it in whole.
 
 use super::hash::{bucket_seed, mix, seed_of, Race};
-use super::member::Member;
+use super::member::{Member, Name};
 use super::wrr::{smooth_schedule, Cursors};
 use super::{BackupMode, GroupWeights, SelectError, Strategy};
 use crate::health::HealthState;
@@ -62,7 +62,7 @@ pub(crate) struct HashTable {
 
 /// The member group table in effect: name and `member_group_weight`.
 pub(crate) struct GroupSpec {
-    pub(crate) name: &'static str,
+    pub(crate) name: Name,
     pub(crate) weight: Option<u32>,
 }
 
@@ -158,7 +158,7 @@ fn group_enabled(input: &BuildInput<'_>, m: &Member) -> bool {
     }
 }
 
-fn group_weight_spec(groups: &[GroupSpec], name: &str) -> Option<u32> {
+fn group_weight_spec(groups: &[GroupSpec], name: Name) -> Option<u32> {
     groups.iter().find(|g| g.name == name).and_then(|g| g.weight)
 }
 
@@ -176,7 +176,7 @@ fn plan_groups(input: &BuildInput<'_>, chosen: &[u32]) -> Vec<GroupPlan> {
     }
     // Hierarchical: named groups in the order they are defined (then in order of appearance for
     // names the channel does not define), then each ungrouped member as a group of its own.
-    let mut names: Vec<&'static str> = input.groups.iter().map(|g| g.name).collect();
+    let mut names: Vec<Name> = input.groups.iter().map(|g| g.name).collect();
     for &i in chosen {
         if let Some(g) = members[i as usize].group {
             if !names.contains(&g) {
@@ -192,7 +192,7 @@ fn plan_groups(input: &BuildInput<'_>, chosen: &[u32]) -> Vec<GroupPlan> {
         }
         let weights: Vec<u32> = idx.iter().map(|&i| members[i as usize].weight).collect();
         let gw = group_weight_spec(input.groups, name).unwrap_or_else(|| weights.iter().sum());
-        out.push(make(seed_of(name), gw, idx, weights));
+        out.push(make(seed_of(name.get()), gw, idx, weights));
     }
     for &i in chosen {
         let m = &members[i as usize];

@@ -1,0 +1,93 @@
+//! How selection reads the current snapshot without touching a shared cache line.
+//!
+//! The snapshot lives in an `ArcSwap`; its `load()` costs two atomic read-modify-writes per pick
+//! (arc-swap's debt slot), about half of a WRR pick. Instead each thread keeps the `Arc` of the
+//! snapshot it last used, per balancer, and revalidates it with one plain load of the balancer's
+//! published generation (written only when a new snapshot is published). A pick on a cache hit
+//! therefore writes nothing shared and takes no lock; a miss (first pick on this thread, or a
+//! new generation) costs one `load_full`.
+//!
+//! Ordering: `publish` stores the new snapshot, then its generation with `Release`; a reader
+//! that loads that generation (`Acquire`) and misses gets a snapshot at least that new from
+//! `load_full`. Once `update` has returned, every thread's next pick sees the new generation.
+//!
+//! Memory: a thread holds at most [`WAYS`] snapshots (direct-mapped by balancer id), also of
+//! balancers that have been dropped, until another balancer takes the way or the thread ends.
+
+use super::snapshot::Snapshot;
+use arc_swap::{ArcSwap, Guard};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Snapshots a thread caches at most (balancers picked from alternately without evictions).
+const WAYS: usize = 4;
+
+struct Entry {
+    owner: u64,
+    generation: u64,
+    snap: Arc<Snapshot>,
+}
+
+thread_local! {
+    static CACHE: RefCell<[Option<Entry>; WAYS]> = const { RefCell::new([const { None }; WAYS]) };
+}
+
+/// A balancer's current snapshot and its generation.
+pub(crate) struct Published {
+    /// Process-unique id of the balancer, the cache's key.
+    owner: u64,
+    generation: AtomicU64,
+    current: ArcSwap<Snapshot>,
+}
+
+impl Published {
+    pub(crate) fn new(snap: Snapshot) -> Published {
+        static NEXT_OWNER: AtomicU64 = AtomicU64::new(0);
+        Published {
+            owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(snap.generation),
+            current: ArcSwap::from_pointee(snap),
+        }
+    }
+
+    /// Publishes a snapshot; its generation must be above every earlier one.
+    pub(crate) fn store(&self, snap: Snapshot) {
+        let generation = snap.generation;
+        self.current.store(Arc::new(snap));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The current snapshot, for everything but selection.
+    pub(crate) fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    pub(crate) fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Runs `f` once on the current snapshot, through the calling thread's cache. (`f` returns
+    /// nothing: a caller that writes its result into its own variable spares a copy of it.)
+    #[inline]
+    pub(crate) fn with(&self, mut f: impl FnMut(&Snapshot)) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let cached = CACHE.try_with(|cache| {
+            // Busy only if `f` picked from a balancer itself; it does not, but stay safe.
+            let Ok(mut ways) = cache.try_borrow_mut() else { return f(&self.current.load()) };
+            let way = &mut ways[self.owner as usize % WAYS];
+            let entry = match way {
+                Some(e) if e.owner == self.owner && e.generation == generation => e,
+                _ => {
+                    let snap = self.current.load_full();
+                    way.insert(Entry { owner: self.owner, generation: snap.generation, snap })
+                }
+            };
+            f(&entry.snap)
+        });
+        if cached.is_err() {
+            // The thread's locals are being destroyed.
+            f(&self.current.load());
+        }
+    }
+}
