@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 mod explain;
+mod sweep;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,9 @@ enum Command {
     /// Why a request goes where it goes at a simulated moment: the eligible set, why each other
     /// member is excluded, and the strategy's decision (hash strategies: the key's preference order).
     Explain(explain::ExplainArgs),
+    /// Run a grid of variants of a scenario (--vary FIELD=FROM..TO:POINTS or =A,B,C) under each
+    /// strategy, in parallel, and report the chosen metrics against the varied parameters.
+    Sweep(sweep::SweepArgs),
     /// Check a scenario file and print every problem at once (exit 2 when there are any).
     Validate {
         /// Scenario file (.toml or .json).
@@ -192,6 +196,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         #[cfg(feature = "live")]
         Command::Proxy(args) => live::proxy(args),
         Command::Explain(args) => explain::explain(args),
+        Command::Sweep(args) => sweep::sweep(args),
         Command::Compare(args) => {
             let sc = load(&args.scenario)?;
             let strategies = if args.strategy.is_empty() { sc.strategies.clone() } else { args.strategy.clone() };
