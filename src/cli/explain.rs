@@ -280,7 +280,11 @@ fn decide(lb: &Balancer, req: &Request<'_>, strategy: Strategy, all: &[MemberSta
             let key = if strategy == Strategy::SourceIp {
                 format!("the client address {}", req.client())
             } else {
-                format!("the URI `{}` ({:?})", req.uri(), lb.options().uri_hash_key)
+                {
+                    let mode = serde_json::to_value(lb.options().uri_hash_key).ok();
+                    let mode = mode.as_ref().and_then(|v| v.as_str()).unwrap_or("path");
+                    format!("the URI `{}` (uri_hash_key = \"{mode}\")", req.uri())
+                }
             };
             let rest = pref.iter().skip(1).take(3).cloned().collect::<Vec<_>>().join(", then ");
             let fallback = if rest.is_empty() { String::new() } else { format!("; if it fails or leaves: {rest}") };
