@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod explain;
+mod sweep;
+
 #[derive(Parser)]
 #[command(
     name = "lbsim",
@@ -31,6 +34,12 @@ enum Command {
     /// proxy and, with --duration, the load generator; then report as `run` does.
     #[cfg(feature = "live")]
     Proxy(ProxyArgs),
+    /// Why a request goes where it goes at a simulated moment: the eligible set, why each other
+    /// member is excluded, and the strategy's decision (hash strategies: the key's preference order).
+    Explain(explain::ExplainArgs),
+    /// Run a grid of variants of a scenario (--vary FIELD=FROM..TO:POINTS or =A,B,C) under each
+    /// strategy, in parallel, and report the chosen metrics against the varied parameters.
+    Sweep(sweep::SweepArgs),
     /// Check a scenario file and print every problem at once (exit 2 when there are any).
     Validate {
         /// Scenario file (.toml or .json).
@@ -186,6 +195,8 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         }
         #[cfg(feature = "live")]
         Command::Proxy(args) => live::proxy(args),
+        Command::Explain(args) => explain::explain(args),
+        Command::Sweep(args) => sweep::sweep(args),
         Command::Compare(args) => {
             let sc = load(&args.scenario)?;
             let strategies = if args.strategy.is_empty() { sc.strategies.clone() } else { args.strategy.clone() };

@@ -11,6 +11,7 @@ mod csv;
 mod html;
 mod render;
 mod svg;
+pub mod sweep;
 mod table;
 
 pub use render::{render, render_comparison, render_run, OutputFormat, UnknownFormat};

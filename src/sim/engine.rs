@@ -17,6 +17,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::IpAddr;
 
+mod pause;
+pub use pause::{run_until, Paused};
+
 /// How to run one scenario.
 pub struct RunOptions<'a> {
     pub strategy: Strategy,
@@ -238,14 +241,7 @@ pub fn run(sc: &Scenario, mut opts: RunOptions<'_>) -> Result<Report, SimError> 
     let wall = std::time::Instant::now();
     let seed = opts.seed.unwrap_or(sc.seed);
     let duration = opts.duration_s.unwrap_or(sc.duration_s);
-    let channels: Vec<VpcChannel> = sc.channels.iter().map(|c| c.channel.clone()).collect();
-    let lbs: Vec<Balancer> = channels
-        .iter()
-        .map(|c| {
-            let c = standby_overlay(sc, c, false, &sc.backends);
-            Balancer::builder(&c).options(sc.balancer.clone()).strategy(opts.strategy).build()
-        })
-        .collect::<Result<_, _>>()?;
+    let (channels, lbs) = balancers(sc, opts.strategy)?;
     let mut e = Engine::new(sc, opts.strategy, seed, duration, &lbs, channels, opts.trace.take());
     e.start();
     let mut last_progress = 0u64;
@@ -273,6 +269,19 @@ pub fn run(sc: &Scenario, mut opts: RunOptions<'_>) -> Result<Report, SimError> 
         wall_ms: (!opts.deterministic).then_some(wall_ms),
     });
     Ok(report)
+}
+
+/// The scenario's channels and a balancer for each, as a run starts.
+fn balancers(sc: &Scenario, strategy: Strategy) -> Result<(Vec<VpcChannel>, Vec<Balancer>), SimError> {
+    let channels: Vec<VpcChannel> = sc.channels.iter().map(|c| c.channel.clone()).collect();
+    let lbs = channels
+        .iter()
+        .map(|c| {
+            let c = standby_overlay(sc, c, false, &sc.backends);
+            Balancer::builder(&c).options(sc.balancer.clone()).strategy(strategy).build()
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((channels, lbs))
 }
 
 /// The channel as the balancer sees it under a protection group: target-AZ members stand by

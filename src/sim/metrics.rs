@@ -257,6 +257,11 @@ impl Metrics {
         self.members[m as usize].health.push((t, state));
     }
 
+    /// Member `m`'s health transitions so far, starting with its initial state.
+    pub(crate) fn health_of(&self, m: u32) -> &[(f64, HealthState)] {
+        self.members.get(m as usize).map_or(&[], |mm| &mm.health)
+    }
+
     /// The key space of channel `c` at the start of the run.
     pub(crate) fn key_space_base(&mut self, c: usize, ks: Option<KeySpace>) {
         if self.hash_base.len() <= c {

@@ -14,5 +14,5 @@ mod queue;
 pub mod scenario;
 pub mod traffic;
 
-pub use engine::{run, RunOptions, SimError};
+pub use engine::{run, run_until, Paused, RunOptions, SimError};
 pub use scenario::{LoadError, Scenario};
