@@ -75,6 +75,15 @@ impl<E: Copy> EventQueue<E> {
         Some(x)
     }
 
+    /// The earliest event, without removing it (the pause hook stops before an event). Nothing
+    /// may be pushed before the peeked event's time afterwards.
+    pub(crate) fn peek(&mut self) -> Option<(u64, E)> {
+        if self.head == self.buckets[0].len() {
+            self.refill()?;
+        }
+        Some(self.buckets[0][self.head])
+    }
+
     /// Bucket 0 is used up: moves the lowest occupied bucket's events down, its earliest time
     /// becoming `last`. None when the queue is empty.
     fn refill(&mut self) -> Option<()> {
@@ -132,6 +141,7 @@ mod tests {
             for (op, dt, shift) in ops {
                 if op == 0 {
                     if let Some(Reverse((t, s))) = model.pop() {
+                        prop_assert_eq!(q.peek(), Some((t, s)));
                         prop_assert_eq!(q.pop(), Some((t, s)));
                         now = t;
                     } else {

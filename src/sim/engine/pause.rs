@@ -5,7 +5,7 @@
 //! would handle before a request arriving at S. What a request arriving at S would find is then
 //! exactly what [`Paused`] shows.
 
-use super::{balancers, secs, us, Engine, Entry, Ev, RunOptions, SimError};
+use super::{balancers, secs, us, Engine, Ev, RunOptions, SimError};
 use crate::balancer::MemberId;
 use crate::health::HealthState;
 use crate::sim::Scenario;
@@ -45,11 +45,11 @@ pub fn run_until<R>(
     let mut e = Engine::new(sc, opts.strategy, seed, duration, &lbs, channels, opts.trace.take());
     e.start();
     let stop = us(at_s);
-    while let Some(&Entry { t, ev, .. }) = e.heap.peek() {
+    while let Some((t, ev)) = e.queue.peek() {
         if t > stop || (t == stop && matches!(ev, Ev::Arrival)) {
             break;
         }
-        e.heap.pop();
+        e.queue.pop();
         e.events += 1;
         e.step(t, ev)?;
         if let Some(p) = opts.progress.as_mut() {
