@@ -437,3 +437,38 @@ async fn connections_over_the_limit_get_503_and_the_limit_holds() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_leave_while_the_member_thinks_are_counted_and_their_attempts_end() {
+    let _serial = SERIAL.lock().await;
+    tokio::time::timeout(LIMIT, async {
+        let sc = scenario(r#"{ host = "192.168.0.1" }"#, "", 1, 100);
+        let silent = MemberId::new("192.168.0.1", 8080);
+        let (addr, task) = silent_backend().await;
+        let live = start(&sc, |c| c.request_timeout = Duration::from_millis(1500), &[(silent, addr)]).await;
+        let before = rss_bytes();
+        for i in 0..100 {
+            let mut s = TcpStream::connect(live.proxy.addr()).await.expect("connect");
+            s.write_all(format!("GET /gone/{i} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(s);
+        }
+        // Their attempts end (and are counted) when the proxy notices, at the latest when the
+        // request timeout would have fired.
+        for _ in 0..150 {
+            if live.proxy.stats().requests().total >= 100 && live.proxy.stats().in_flight(silent) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_rss_bounded(before);
+        let r = live.check_and_stop().await;
+        // The final check also meets the silent member: 504.
+        assert_eq!((r.total, r.ok), (101, 0), "{r:?}");
+        assert_eq!(reason(&r, "client_abort") + reason(&r, "timeout"), 101, "{r:?}");
+        assert!(reason(&r, "client_abort") >= 90, "most clients left before the timeout: {r:?}");
+        task.abort();
+    })
+    .await
+    .expect("bounded");
+}

@@ -274,6 +274,54 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
 ];
 
+/// What one request has counted so far. hyper drops the handler when the client goes away
+/// mid-request; the drop then counts the request as `client_abort` and ends its open attempt, so
+/// that every request is counted once and no attempt stays open.
+struct Tally {
+    stats: Arc<ProxyStats>,
+    attempt: Option<MemberId>,
+    counted: bool,
+}
+
+impl Tally {
+    fn attempt_started(&mut self, id: MemberId) {
+        self.stats.attempt_started(id);
+        self.attempt = Some(id);
+    }
+
+    fn attempt_failed(&mut self, id: MemberId, why: Reason) {
+        self.stats.attempt_failed(id, why);
+        self.attempt = None;
+    }
+
+    /// From here the response body ends the attempt (`PickBody`).
+    fn attempt_answered(&mut self, id: MemberId, status: u16, elapsed: Duration) {
+        self.stats.attempt_answered(id, status, elapsed);
+        self.attempt = None;
+    }
+
+    fn failed(&mut self, why: Reason) {
+        self.stats.request_failed(why);
+        self.counted = true;
+    }
+
+    fn answered(&mut self, status: u16, elapsed: Duration) {
+        self.stats.request_answered(status, elapsed);
+        self.counted = true;
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if let Some(id) = self.attempt.take() {
+            self.stats.attempt_failed(id, Reason::ClientAbort);
+        }
+        if !self.counted {
+            self.stats.request_failed(Reason::ClientAbort);
+        }
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -281,6 +329,7 @@ async fn handle(
 ) -> Result<hyper::Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let stats = &shared.stats;
+    let mut tally = Tally { stats: Arc::clone(stats), attempt: None, counted: false };
     let client = client_ip(&shared, peer, req.headers());
     let (parts, body) = req.into_parts();
     let read =
@@ -288,7 +337,7 @@ async fn handle(
     let body = match read.await {
         Ok(Ok(b)) => b.to_bytes(),
         Err(_) => {
-            stats.request_failed(Reason::ClientTimeout);
+            tally.failed(Reason::ClientTimeout);
             return Ok(plain(StatusCode::REQUEST_TIMEOUT, "request body not received in time\n"));
         }
         Ok(Err(e)) => {
@@ -298,7 +347,7 @@ async fn handle(
             } else {
                 (StatusCode::BAD_REQUEST, Reason::ClientAbort)
             };
-            stats.request_failed(reason);
+            tally.failed(reason);
             return Ok(plain(status, format!("{}\n", status.canonical_reason().unwrap_or("error"))));
         }
     };
@@ -316,7 +365,7 @@ async fn handle(
             Ok(p) => p.into_owned(&shared.lb),
             Err(e) => {
                 if tried.is_empty() {
-                    stats.request_failed(Reason::NoMember);
+                    tally.failed(Reason::NoMember);
                     return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, format!("no member: {e}\n")));
                 }
                 break;
@@ -325,11 +374,11 @@ async fn handle(
         let id = pick.member().id();
         let retry_ok =
             |r: Reason| attempt < shared.cfg.retries && (r.retriable() || (r == Reason::Reset && idempotent));
-        stats.attempt_started(id);
+        tally.attempt_started(id);
         let Some(&addr) = shared.cfg.upstreams.get(&id) else {
             // A member with no loopback server: as if it refused the connection.
             last = Reason::Refused;
-            stats.attempt_failed(id, last);
+            tally.attempt_failed(id, last);
             tried.push(id);
             if retry_ok(last) {
                 continue;
@@ -339,8 +388,8 @@ async fn handle(
         let upstream = match upstream_request(&parts, &body, addr, peer) {
             Ok(r) => r,
             Err(e) => {
-                stats.attempt_failed(id, Reason::BadRequest);
-                stats.request_failed(Reason::BadRequest);
+                tally.attempt_failed(id, Reason::BadRequest);
+                tally.failed(Reason::BadRequest);
                 return Ok(plain(StatusCode::BAD_REQUEST, format!("{e}\n")));
             }
         };
@@ -354,11 +403,11 @@ async fn handle(
             }
             Ok(Ok(resp)) => {
                 let status = resp.status();
-                stats.attempt_answered(id, status.as_u16(), started.elapsed());
+                tally.attempt_answered(id, status.as_u16(), started.elapsed());
                 if !tried.is_empty() {
                     stats.retried();
                 }
-                stats.request_answered(status.as_u16(), started.elapsed());
+                tally.answered(status.as_u16(), started.elapsed());
                 tracing::debug!(member = %id, status = status.as_u16(), attempt, elapsed_us = started.elapsed().as_micros() as u64, "proxied");
                 let (mut head, body) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
@@ -366,7 +415,7 @@ async fn handle(
                 return Ok(hyper::Response::from_parts(head, body.boxed()));
             }
         };
-        stats.attempt_failed(id, reason);
+        tally.attempt_failed(id, reason);
         tracing::debug!(member = %id, ?reason, attempt, "attempt failed");
         last = reason;
         tried.push(id);
@@ -374,7 +423,7 @@ async fn handle(
             break;
         }
     }
-    stats.request_failed(last);
+    tally.failed(last);
     if tried.len() > 1 {
         stats.retried();
     }
