@@ -16,7 +16,7 @@
 //! are served at once; connections over it get 503 on every request and are closed (up to as many
 //! again; past that they are closed at once).
 
-use super::stats::{ProxyStats, Reason};
+use super::stats::{ProxyStats, Reason, Tally};
 use crate::balancer::{MemberId, OwnedPick};
 use crate::{Balancer, Request};
 use bytes::Bytes;
@@ -274,54 +274,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
 ];
 
-/// What one request has counted so far. hyper drops the handler when the client goes away
-/// mid-request; the drop then counts the request as `client_abort` and ends its open attempt, so
-/// that every request is counted once and no attempt stays open.
-struct Tally {
-    stats: Arc<ProxyStats>,
-    attempt: Option<MemberId>,
-    counted: bool,
-}
-
-impl Tally {
-    fn attempt_started(&mut self, id: MemberId) {
-        self.stats.attempt_started(id);
-        self.attempt = Some(id);
-    }
-
-    fn attempt_failed(&mut self, id: MemberId, why: Reason) {
-        self.stats.attempt_failed(id, why);
-        self.attempt = None;
-    }
-
-    /// From here the response body ends the attempt (`PickBody`).
-    fn attempt_answered(&mut self, id: MemberId, status: u16, elapsed: Duration) {
-        self.stats.attempt_answered(id, status, elapsed);
-        self.attempt = None;
-    }
-
-    fn failed(&mut self, why: Reason) {
-        self.stats.request_failed(why);
-        self.counted = true;
-    }
-
-    fn answered(&mut self, status: u16, elapsed: Duration) {
-        self.stats.request_answered(status, elapsed);
-        self.counted = true;
-    }
-}
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        if let Some(id) = self.attempt.take() {
-            self.stats.attempt_failed(id, Reason::ClientAbort);
-        }
-        if !self.counted {
-            self.stats.request_failed(Reason::ClientAbort);
-        }
-    }
-}
-
 async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -329,7 +281,7 @@ async fn handle(
 ) -> Result<hyper::Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let stats = &shared.stats;
-    let mut tally = Tally { stats: Arc::clone(stats), attempt: None, counted: false };
+    let mut tally = Tally::new(Arc::clone(stats));
     let client = client_ip(&shared, peer, req.headers());
     let (parts, body) = req.into_parts();
     let read =

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why an attempt or a request failed.
@@ -319,5 +320,57 @@ impl ProxyStats {
     /// Attempts currently open per member.
     pub fn in_flight(&self, id: MemberId) -> u64 {
         self.member(id).map_or(0, |m| m.in_flight.load(Relaxed))
+    }
+}
+
+/// What one request has counted so far. the proxy's handler is dropped when the client goes
+/// away mid-request; the drop then counts the request as `client_abort` and ends its open attempt, so
+/// that every request is counted once and no attempt stays open.
+pub(crate) struct Tally {
+    stats: Arc<ProxyStats>,
+    attempt: Option<MemberId>,
+    counted: bool,
+}
+
+impl Tally {
+    pub(crate) fn new(stats: Arc<ProxyStats>) -> Tally {
+        Tally { stats, attempt: None, counted: false }
+    }
+
+    pub(crate) fn attempt_started(&mut self, id: MemberId) {
+        self.stats.attempt_started(id);
+        self.attempt = Some(id);
+    }
+
+    pub(crate) fn attempt_failed(&mut self, id: MemberId, why: Reason) {
+        self.stats.attempt_failed(id, why);
+        self.attempt = None;
+    }
+
+    /// From here the response body ends the attempt (`PickBody`).
+    pub(crate) fn attempt_answered(&mut self, id: MemberId, status: u16, elapsed: Duration) {
+        self.stats.attempt_answered(id, status, elapsed);
+        self.attempt = None;
+    }
+
+    pub(crate) fn failed(&mut self, why: Reason) {
+        self.stats.request_failed(why);
+        self.counted = true;
+    }
+
+    pub(crate) fn answered(&mut self, status: u16, elapsed: Duration) {
+        self.stats.request_answered(status, elapsed);
+        self.counted = true;
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if let Some(id) = self.attempt.take() {
+            self.stats.attempt_failed(id, Reason::ClientAbort);
+        }
+        if !self.counted {
+            self.stats.request_failed(Reason::ClientAbort);
+        }
     }
 }
