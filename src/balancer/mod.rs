@@ -25,6 +25,8 @@
 //! precomputed rendezvous table; WLC scans the eligible members' in-flight counters.
 
 mod hash;
+#[cfg(test)]
+mod interleavings;
 mod member;
 mod reader;
 mod snapshot;

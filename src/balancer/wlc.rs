@@ -403,6 +403,37 @@ impl Index {
 }
 
 #[cfg(test)]
+impl Stripes {
+    /// Open picks by slot over all stripes, after checking that each stripe's index agrees with
+    /// its counts: every indexed member's count is its slot's count, and it sits in its bucket's
+    /// heap where `heap_at` says (tests only).
+    pub(crate) fn audit(&self) -> Vec<u32> {
+        let mut total: Vec<u32> = Vec::new();
+        for stripe in self.stripes.iter() {
+            let st = stripe.lock();
+            for ix in &st.groups {
+                for pos in 0..ix.members.len() {
+                    let slot = ix.slots[pos] as usize;
+                    assert_eq!(ix.count[pos], st.counts.get(slot).copied().unwrap_or(0), "index count of slot {slot}");
+                    let heap = &ix.classes[ix.class[pos] as usize].buckets[ix.count[pos] as usize].heap;
+                    assert_eq!(heap.get(ix.heap_at[pos] as usize), Some(&(pos as u32)), "heap place of slot {slot}");
+                }
+            }
+            for (slot, &c) in st.counts.iter().enumerate() {
+                if total.len() <= slot {
+                    total.resize(slot + 1, 0);
+                }
+                total[slot] += c;
+            }
+        }
+        while total.last() == Some(&0) {
+            total.pop();
+        }
+        total
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -114,6 +114,10 @@ struct ProxyArgs {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Client connections the proxy serves at once; connections over it get 503 and are closed.
+    #[arg(long, default_value_t = crate::live::proxy::DEFAULT_MAX_CONNECTIONS as u32,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Log level on stderr: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -351,6 +355,7 @@ mod live {
             client_ip_header: args.client_ip_header.clone(),
             seed: args.seed,
             probe_tls,
+            max_connections: args.max_connections as usize,
         };
         let report = runtime(args.workers)?.block_on(run(&sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))?;
         if args.duration.is_some() {
@@ -375,6 +380,7 @@ mod live {
             client_ip_header: None,
             seed,
             probe_tls: None,
+            max_connections: crate::live::proxy::DEFAULT_MAX_CONNECTIONS,
         };
         runtime(2)?.block_on(run(sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))
     }

@@ -9,8 +9,14 @@
 //! response byte for idempotent methods; hash strategies retry the key's next member in its
 //! preference order. `X-Forwarded-For` gets the peer's address appended. Shutdown stops
 //! accepting and lets in-flight requests finish (bounded by a grace period).
+//!
+//! Limits: a client must send its headers within `header_read_timeout` (else it is
+//! disconnected) and its body within `body_read_timeout` (else 408); bodies over `max_body_bytes`
+//! get 413 and headers over `max_header_bytes` 431. At most `max_connections` client connections
+//! are served at once; connections over it get 503 on every request and are closed (up to as many
+//! again; past that they are closed at once).
 
-use super::stats::{ProxyStats, Reason};
+use super::stats::{ProxyStats, Reason, Tally};
 use crate::balancer::{MemberId, OwnedPick};
 use crate::{Balancer, Request};
 use bytes::Bytes;
@@ -28,9 +34,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+
+/// Default of [`ProxyConfig::max_connections`]: nginx's 1024 worker connections times four.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// How the proxy behaves.
 #[derive(Debug, Clone)]
@@ -49,6 +59,10 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// A client that does not finish its headers by then is disconnected.
     pub header_read_timeout: Duration,
+    /// A client that does not finish its request body by then gets 408.
+    pub body_read_timeout: Duration,
+    /// Client connections served at once; more get 503 and are closed.
+    pub max_connections: usize,
 }
 
 impl ProxyConfig {
@@ -61,6 +75,8 @@ impl ProxyConfig {
             max_body_bytes: 1 << 20,
             max_header_bytes: 16 << 10,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -138,14 +154,23 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<Duration>) {
+fn server_builder(cfg: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.cfg.header_read_timeout)
-        .max_buf_size(shared.cfg.max_header_bytes.max(8192));
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(shared.cfg.max_header_bytes as u32);
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(cfg.max_header_bytes as u32);
+    builder
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<Duration>) {
+    let builder = server_builder(&shared.cfg);
+    let mut rejecter = server_builder(&shared.cfg);
+    rejecter.http1().keep_alive(false);
+    let limit = shared.cfg.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let (served, spare) = (Arc::new(Semaphore::new(limit)), Arc::new(Semaphore::new(limit)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let grace = loop {
         tokio::select! {
@@ -159,14 +184,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: on
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let shared = Arc::clone(&shared);
-                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&shared), peer, req));
+                let Ok(permit) = Arc::clone(&served).try_acquire_owned() else {
+                    reject(&rejecter, &spare, &shared.stats, stream, shared.cfg.header_read_timeout);
+                    continue;
+                };
+                shared.stats.connection_opened();
+                let conn_shared = Arc::clone(&shared);
+                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&conn_shared), peer, req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);
+                let stats = Arc::clone(&shared.stats);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, error = %e, "client connection ended");
+                        // hyper answered 431 itself: count the request all the same.
+                        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large) {
+                            stats.request_failed(Reason::HeadersTooLarge);
+                        }
                     }
+                    stats.connection_closed();
+                    drop(permit);
                 });
             }
             grace = &mut stopped => break grace.unwrap_or(Duration::ZERO),
@@ -177,6 +214,35 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: on
         _ = graceful.shutdown() => tracing::info!("proxy drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(grace_ms = grace.as_millis() as u64, "proxy grace period over"),
     }
+}
+
+/// A connection over the limit: 503 on every request, closed after the first answer (HTTP/1.1)
+/// or after `bound`. With no spare slot left either, it is closed at once.
+fn reject(
+    rejecter: &auto::Builder<TokioExecutor>,
+    spare: &Arc<Semaphore>,
+    stats: &Arc<ProxyStats>,
+    stream: TcpStream,
+    bound: Duration,
+) {
+    let Ok(permit) = Arc::clone(spare).try_acquire_owned() else {
+        stats.connection_dropped();
+        return;
+    };
+    stats.connection_rejected();
+    let svc_stats = Arc::clone(stats);
+    let svc = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
+        svc_stats.request_failed(Reason::ConnectionLimit);
+        let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let conn = rejecter.serve_connection(TokioIo::new(stream), svc).into_owned();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(bound, conn).await;
+        drop(permit);
+    });
 }
 
 fn client_ip(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
@@ -215,18 +281,25 @@ async fn handle(
 ) -> Result<hyper::Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let stats = &shared.stats;
+    let mut tally = Tally::new(Arc::clone(stats));
     let client = client_ip(&shared, peer, req.headers());
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, shared.cfg.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let read =
+        tokio::time::timeout(shared.cfg.body_read_timeout, Limited::new(body, shared.cfg.max_body_bytes).collect());
+    let body = match read.await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Err(_) => {
+            tally.failed(Reason::ClientTimeout);
+            return Ok(plain(StatusCode::REQUEST_TIMEOUT, "request body not received in time\n"));
+        }
+        Ok(Err(e)) => {
             let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
             let (status, reason) = if too_large {
                 (StatusCode::PAYLOAD_TOO_LARGE, Reason::BodyTooLarge)
             } else {
                 (StatusCode::BAD_REQUEST, Reason::ClientAbort)
             };
-            stats.request_failed(reason);
+            tally.failed(reason);
             return Ok(plain(status, format!("{}\n", status.canonical_reason().unwrap_or("error"))));
         }
     };
@@ -244,7 +317,7 @@ async fn handle(
             Ok(p) => p.into_owned(&shared.lb),
             Err(e) => {
                 if tried.is_empty() {
-                    stats.request_failed(Reason::NoMember);
+                    tally.failed(Reason::NoMember);
                     return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, format!("no member: {e}\n")));
                 }
                 break;
@@ -253,11 +326,11 @@ async fn handle(
         let id = pick.member().id();
         let retry_ok =
             |r: Reason| attempt < shared.cfg.retries && (r.retriable() || (r == Reason::Reset && idempotent));
-        stats.attempt_started(id);
+        tally.attempt_started(id);
         let Some(&addr) = shared.cfg.upstreams.get(&id) else {
             // A member with no loopback server: as if it refused the connection.
             last = Reason::Refused;
-            stats.attempt_failed(id, last);
+            tally.attempt_failed(id, last);
             tried.push(id);
             if retry_ok(last) {
                 continue;
@@ -267,8 +340,8 @@ async fn handle(
         let upstream = match upstream_request(&parts, &body, addr, peer) {
             Ok(r) => r,
             Err(e) => {
-                stats.attempt_failed(id, Reason::BadRequest);
-                stats.request_failed(Reason::BadRequest);
+                tally.attempt_failed(id, Reason::BadRequest);
+                tally.failed(Reason::BadRequest);
                 return Ok(plain(StatusCode::BAD_REQUEST, format!("{e}\n")));
             }
         };
@@ -282,11 +355,11 @@ async fn handle(
             }
             Ok(Ok(resp)) => {
                 let status = resp.status();
-                stats.attempt_answered(id, status.as_u16(), started.elapsed());
+                tally.attempt_answered(id, status.as_u16(), started.elapsed());
                 if !tried.is_empty() {
                     stats.retried();
                 }
-                stats.request_answered(status.as_u16(), started.elapsed());
+                tally.answered(status.as_u16(), started.elapsed());
                 tracing::debug!(member = %id, status = status.as_u16(), attempt, elapsed_us = started.elapsed().as_micros() as u64, "proxied");
                 let (mut head, body) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
@@ -294,7 +367,7 @@ async fn handle(
                 return Ok(hyper::Response::from_parts(head, body.boxed()));
             }
         };
-        stats.attempt_failed(id, reason);
+        tally.attempt_failed(id, reason);
         tracing::debug!(member = %id, ?reason, attempt, "attempt failed");
         last = reason;
         tried.push(id);
@@ -302,7 +375,7 @@ async fn handle(
             break;
         }
     }
-    stats.request_failed(last);
+    tally.failed(last);
     if tried.len() > 1 {
         stats.retried();
     }

@@ -39,6 +39,8 @@ pub struct LiveOptions {
     pub seed: Option<u64>,
     /// TLS for HTTPS checks (default: accept any certificate).
     pub probe_tls: Option<TlsProbe>,
+    /// Client connections the proxy serves at once (`--max-connections`).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,7 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     let header = opts.client_ip_header.clone().or_else(|| opts.duration.map(|_| DEFAULT_CLIENT_IP_HEADER.to_string()));
     let mut cfg = ProxyConfig::new(upstreams);
     cfg.retries = sc.traffic.retries;
+    cfg.max_connections = opts.max_connections;
     cfg.request_timeout = Duration::from_secs_f64(sc.traffic.request_timeout_ms / 1e3);
     cfg.client_ip_header = match &header {
         Some(h) => Some(

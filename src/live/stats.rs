@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why an attempt or a request failed.
@@ -22,10 +23,16 @@ pub enum Reason {
     BodyTooLarge,
     ClientAbort,
     BadRequest,
+    /// The client did not send its whole body within the body read timeout (408).
+    ClientTimeout,
+    /// The request came on a connection over the proxy's connection limit (503).
+    ConnectionLimit,
+    /// The request line and headers were over the limit (431, answered by hyper).
+    HeadersTooLarge,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 12] = [
         Reason::NoMember,
         Reason::Refused,
         Reason::Timeout,
@@ -35,6 +42,9 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::ClientAbort,
         Reason::BadRequest,
+        Reason::ClientTimeout,
+        Reason::ConnectionLimit,
+        Reason::HeadersTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +58,9 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::ClientAbort => "client_abort",
             Reason::BadRequest => "bad_request",
+            Reason::ClientTimeout => "client_timeout",
+            Reason::ConnectionLimit => "connection_limit",
+            Reason::HeadersTooLarge => "headers_too_large",
         }
     }
 
@@ -79,9 +92,30 @@ pub struct ProxyStats {
     failed: AtomicU64,
     retried: AtomicU64,
     by_reason: [AtomicU64; Reason::ALL.len()],
+    connections: Connections,
     /// Request latency, one histogram per thread stripe (merged when read), so that requests on
     /// different threads never wait for one lock.
     latency: Box<[CachePadded<Shard>]>,
+}
+
+/// Client connections: open now, the most open at once, and those turned away.
+#[derive(Default)]
+struct Connections {
+    open: AtomicU64,
+    peak: AtomicU64,
+    /// Over the limit, answered 503 on every request.
+    rejected: AtomicU64,
+    /// Over the limit with no room left even to answer: closed at once.
+    dropped: AtomicU64,
+}
+
+/// Client-connection figures (see [`ProxyStats::connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionFigures {
+    pub open: u64,
+    pub peak: u64,
+    pub rejected: u64,
+    pub dropped: u64,
 }
 
 /// One stripe's request-latency histogram.
@@ -143,6 +177,7 @@ impl ProxyStats {
             failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             by_reason: Default::default(),
+            connections: Connections::default(),
             latency: (0..STRIPES).map(|_| CachePadded::new(Mutex::new(histogram()))).collect(),
         }
     }
@@ -254,8 +289,88 @@ impl ProxyStats {
             .collect()
     }
 
+    pub(crate) fn connection_opened(&self) {
+        let now = self.connections.open.fetch_add(1, Relaxed) + 1;
+        self.connections.peak.fetch_max(now, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.open.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn connection_rejected(&self) {
+        self.connections.rejected.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_dropped(&self) {
+        self.connections.dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Client connections served (open now and peak, within the limit), and turned away.
+    pub fn connections(&self) -> ConnectionFigures {
+        let c = &self.connections;
+        ConnectionFigures {
+            open: c.open.load(Relaxed),
+            peak: c.peak.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
+        }
+    }
+
     /// Attempts currently open per member.
     pub fn in_flight(&self, id: MemberId) -> u64 {
         self.member(id).map_or(0, |m| m.in_flight.load(Relaxed))
+    }
+}
+
+/// What one request has counted so far. the proxy's handler is dropped when the client goes
+/// away mid-request; the drop then counts the request as `client_abort` and ends its open attempt, so
+/// that every request is counted once and no attempt stays open.
+pub(crate) struct Tally {
+    stats: Arc<ProxyStats>,
+    attempt: Option<MemberId>,
+    counted: bool,
+}
+
+impl Tally {
+    pub(crate) fn new(stats: Arc<ProxyStats>) -> Tally {
+        Tally { stats, attempt: None, counted: false }
+    }
+
+    pub(crate) fn attempt_started(&mut self, id: MemberId) {
+        self.stats.attempt_started(id);
+        self.attempt = Some(id);
+    }
+
+    pub(crate) fn attempt_failed(&mut self, id: MemberId, why: Reason) {
+        self.stats.attempt_failed(id, why);
+        self.attempt = None;
+    }
+
+    /// From here the response body ends the attempt (`PickBody`).
+    pub(crate) fn attempt_answered(&mut self, id: MemberId, status: u16, elapsed: Duration) {
+        self.stats.attempt_answered(id, status, elapsed);
+        self.attempt = None;
+    }
+
+    pub(crate) fn failed(&mut self, why: Reason) {
+        self.stats.request_failed(why);
+        self.counted = true;
+    }
+
+    pub(crate) fn answered(&mut self, status: u16, elapsed: Duration) {
+        self.stats.request_answered(status, elapsed);
+        self.counted = true;
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if let Some(id) = self.attempt.take() {
+            self.stats.attempt_failed(id, Reason::ClientAbort);
+        }
+        if !self.counted {
+            self.stats.request_failed(Reason::ClientAbort);
+        }
     }
 }
