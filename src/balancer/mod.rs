@@ -25,12 +25,14 @@
 
 mod hash;
 mod member;
+mod slow_start;
 mod snapshot;
 mod wlc;
 mod wrr;
 
 pub use hash::{ip_key, uri_key, uri_key_part, UriHashKey};
 pub use member::{Member, MemberId};
+pub use slow_start::DEFAULT_FLOOR as DEFAULT_SLOW_START_FLOOR;
 pub use snapshot::Tier;
 pub(crate) use wrr::{stripe, STRIPES};
 
@@ -44,6 +46,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `balance_strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,7 +153,7 @@ pub enum InitialHealth {
 }
 
 /// Options of the balancer that the seed's body cannot carry (the scenario's `[balancer]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     pub group_weights: GroupWeights,
@@ -166,6 +169,12 @@ pub struct Options {
     /// primaries is healthy and no backup is eligible, every enabled primary takes traffic rather
     /// than the few healthy ones taking it all (Envoy's panic threshold).
     pub panic_threshold: Option<u8>,
+    /// Slow start, in seconds (off by default): a member that becomes eligible (new, recovered,
+    /// re-enabled) ramps its weight linearly from `slow_start_floor` x weight to its full weight
+    /// over this time, in 20 steps. Needs the time: see [`Balancer::tick`].
+    pub slow_start_s: Option<f64>,
+    /// The weight factor a slow-start ramp begins at (0-1; absent: 0.1).
+    pub slow_start_floor: Option<f64>,
 }
 
 /// One request as the balancer sees it: the client's address and the request URI.
@@ -299,9 +308,24 @@ struct Writer {
     /// Every identity ever configured, with its slot (never reused for another identity).
     slots: HashMap<MemberId, u32>,
     generation: u64,
+    // === time-driven options (slow start) ===
+    /// The latest time the balancer was told (`tick`, `record_at`).
+    now: Duration,
+    ramps: slow_start::Ramps,
+    /// When the snapshot must next be rebuilt (a ramp step).
+    next_tick: Option<Duration>,
 }
 
 impl Writer {
+    /// Notes which members are eligible now (ramps start for those that were not) and when the
+    /// next rebuild is due. Called before every snapshot build.
+    fn observe(&mut self) {
+        let (members, machines) = (&self.config.members, &self.machines);
+        let eligible = members.iter().zip(machines).filter(|(m, h)| m.is_enabled() && h.state().is_eligible());
+        self.ramps.observe(self.now, eligible.map(|(m, _)| m.id));
+        self.next_tick = self.ramps.next_step(self.now);
+    }
+
     /// Gives every member its identity's slot, assigning new ones to new identities.
     fn assign_slots(&mut self) {
         for m in self.config.members.iter_mut() {
@@ -365,6 +389,14 @@ impl<'c> Builder<'c> {
         self
     }
 
+    /// Turns slow start on: members that become eligible ramp from `floor` (0-1) x weight to
+    /// their full weight over `ramp` (see [`Balancer::tick`]).
+    pub fn slow_start(mut self, ramp: Duration, floor: f64) -> Self {
+        self.options.slow_start_s = Some(ramp.as_secs_f64());
+        self.options.slow_start_floor = Some(floor);
+        self
+    }
+
     pub fn hash_table_bits(mut self, bits: u8) -> Self {
         self.options.hash_table_bits = Some(bits);
         self
@@ -389,8 +421,19 @@ impl<'c> Builder<'c> {
             .map(|_| HealthMachine::new(config.check.as_ref().map(|c| c.thresholds), initial))
             .collect();
         let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-        let mut writer = Writer { config, machines, index, slots: HashMap::new(), generation: 0 };
+        let ramps = slow_start::Ramps::new(options.slow_start_s, options.slow_start_floor);
+        let mut writer = Writer {
+            config,
+            machines,
+            index,
+            slots: HashMap::new(),
+            generation: 0,
+            now: Duration::ZERO,
+            ramps,
+            next_tick: None,
+        };
         writer.assign_slots();
+        writer.observe();
         let snapshot = ArcSwap::from_pointee(build_snapshot(&writer, &options, None));
         Ok(Balancer {
             snapshot,
@@ -447,10 +490,12 @@ fn config_of(channel: &VpcChannel, strategy: Option<Strategy>) -> Config {
 
 fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) -> Snapshot {
     let health: Box<[HealthState]> = w.machines.iter().map(|m| m.state()).collect();
+    // Slow start: ramping members (and everyone else, scaled alike) with their weights now.
+    let scaled = w.ramps.scaled(w.now, &w.config.members, &w.config.groups);
     let input = BuildInput {
         strategy: w.config.strategy,
-        members: &w.config.members,
-        groups: &w.config.groups,
+        members: scaled.as_ref().map_or(&w.config.members, |s| &s.members),
+        groups: scaled.as_ref().map_or(&w.config.groups, |s| &s.groups),
         health: &health,
         mode: options.group_weights,
         hash_bits: options.hash_table_bits,
@@ -574,6 +619,26 @@ impl Balancer {
         }
     }
 
+    /// Tells the balancer the time: virtual time in a simulation, time since a fixed start on a
+    /// monotonic clock in a live proxy (never earlier than a time told before; such a call is
+    /// ignored). Rebuilds the snapshot when a slow-start ramp reaches its next step. Call it at
+    /// [`Balancer::next_tick`], or simply every few tens of milliseconds.
+    pub fn tick(&self, now: Duration) {
+        let mut w = self.writer.lock();
+        if now > w.now {
+            w.now = now;
+        }
+        if w.next_tick.is_some_and(|t| t <= w.now) {
+            self.publish(&mut w);
+        }
+    }
+
+    /// When the balancer next needs [`Balancer::tick`] (a slow-start step); `None`: not until
+    /// something else changes.
+    pub fn next_tick(&self) -> Option<Duration> {
+        self.writer.lock().next_tick
+    }
+
     /// Handle for feeding check results into the members' threshold state machines.
     pub fn health(&self) -> HealthHandle<'_> {
         HealthHandle { lb: self }
@@ -640,6 +705,7 @@ impl Balancer {
     }
 
     fn publish(&self, w: &mut Writer) {
+        w.observe();
         w.generation += 1;
         let prev = self.snapshot.load();
         let next = build_snapshot(w, &self.options, Some(&prev));
@@ -686,6 +752,13 @@ impl HealthHandle<'_> {
     /// changed it (eligibility follows at once); `None` otherwise, and for an unknown id.
     pub fn record(&self, id: MemberId, outcome: Outcome) -> Option<HealthState> {
         self.apply(id, |m| m.record(outcome))
+    }
+
+    /// [`HealthHandle::record`] at a time (see [`Balancer::tick`]): a member that recovers starts
+    /// its slow-start ramp then.
+    pub fn record_at(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
+        self.lb.tick(now);
+        self.record(id, outcome)
     }
 
     /// Marks a member unhealthy at once, without waiting for `threshold_abnormal`.

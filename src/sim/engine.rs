@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::Write;
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// How to run one scenario.
 pub struct RunOptions<'a> {
@@ -57,6 +58,11 @@ fn secs(t: Micros) -> f64 {
     t as f64 / 1e6
 }
 
+/// Simulated time as the balancer's clock.
+fn clock(t: Micros) -> Duration {
+    Duration::from_micros(t)
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Arrival,
@@ -69,6 +75,8 @@ enum Ev {
     Change(u32),
     FailoverStart,
     FailoverDone,
+    /// A balancer's time-driven rebuild is due (channel).
+    Tick(u32),
 }
 
 struct Entry {
@@ -202,6 +210,8 @@ struct Engine<'a, 'w> {
     events: u64,
     /// GA dials in force (0 for a group with nothing eligible), kept by `account`.
     dials: Vec<f64>,
+    /// Per channel: the pending `Ev::Tick`, if any.
+    ticks: Vec<Option<Micros>>,
 }
 
 #[derive(Default)]
@@ -306,6 +316,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             failover: Failover::default(),
             events: 0,
             dials: Vec::new(),
+            ticks: vec![None; lbs.len()],
         };
         for c in 0..e.channels.len() {
             e.register_members(c, 0);
@@ -414,10 +425,13 @@ impl<'a, 'w> Engine<'a, 'w> {
                 self.m.failover_done(secs(t));
                 for c in 0..self.channels.len() {
                     let ch = standby_overlay(self.sc, &self.channels[c], true, &self.sc.backends);
+                    self.lbs[c].tick(clock(t));
                     self.lbs[c].update(&ch)?;
+                    self.arm_tick(c);
                 }
                 self.account(t);
             }
+            Ev::Tick(c) => self.tick(t, c as usize),
         }
         Ok(())
     }
@@ -728,12 +742,14 @@ impl<'a, 'w> Engine<'a, 'w> {
     fn probe_result(&mut self, t: Micros, m: u32, outcome: Outcome) {
         let b = &self.backends[m as usize];
         let lb = &self.lbs[b.channel];
-        if let Some(state) = lb.health().record(b.id, outcome) {
+        let c = b.channel;
+        if let Some(state) = lb.health().record_at(b.id, outcome, clock(t)) {
             self.m.health_changed(m, secs(t), state);
             if let Some(ks) = lb.key_space() {
-                self.m.key_space_changed(b.channel, &ks);
+                self.m.key_space_changed(c, &ks);
             }
             self.account(t);
+            self.arm_tick(c);
         }
     }
 
@@ -746,11 +762,39 @@ impl<'a, 'w> Engine<'a, 'w> {
         }
         let failed_over = self.failover.done.is_some();
         let ch = standby_overlay(self.sc, &self.channels[c], failed_over, &self.sc.backends);
+        self.lbs[c].tick(clock(t));
         self.lbs[c].update(&ch)?;
+        self.arm_tick(c);
         self.checks[c] = self.lbs[c].check();
         self.register_members(c, t);
         self.account(t);
         Ok(())
+    }
+
+    // === time-driven balancer options (slow start) ===
+
+    /// Schedules channel `c`'s next balancer tick, if it needs one before the end of the run.
+    fn arm_tick(&mut self, c: usize) {
+        let Some(next) = self.lbs[c].next_tick() else { return };
+        let t = next.as_micros().min(u128::from(u64::MAX)) as Micros;
+        if t >= self.end || self.ticks[c].is_some_and(|p| p <= t) {
+            return;
+        }
+        self.ticks[c] = Some(t);
+        self.schedule(t, Ev::Tick(c as u32));
+    }
+
+    fn tick(&mut self, t: Micros, c: usize) {
+        if self.ticks[c] != Some(t) {
+            return; // superseded by an earlier tick
+        }
+        self.ticks[c] = None;
+        self.lbs[c].tick(clock(t));
+        if let Some(ks) = self.lbs[c].key_space() {
+            self.m.key_space_changed(c, &ks);
+        }
+        self.account(t);
+        self.arm_tick(c);
     }
 
     /// Records the expected shares in force from `t` on.

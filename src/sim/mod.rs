@@ -10,6 +10,7 @@
 mod engine;
 pub mod faults;
 pub(crate) mod metrics;
+mod options_check;
 pub mod scenario;
 pub mod traffic;
 

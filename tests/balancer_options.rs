@@ -1,0 +1,121 @@
+//! Issue 5's balancer options through the public API: slow start, bounded-load hashing,
+//! outlier detection (passive health). Each is off by default.
+
+mod common;
+
+use common::*;
+use lbsim::balancer::MemberId;
+use lbsim::health::Outcome;
+use lbsim::{Balancer, Request};
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+fn id(i: usize) -> MemberId {
+    MemberId::new(&host(i), 8080)
+}
+
+/// Four members of weight 1 with a check (thresholds 1/1), under `strategy`.
+fn four(strategy: i64) -> lbsim::model::VpcChannel {
+    channel(with_check(
+        channel_json(strategy, (0..4).map(|i| json!({"host": host(i), "weight": 1})).collect(), vec![]),
+        1,
+        1,
+    ))
+}
+
+fn client(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + n))
+}
+
+/// Picks `n` requests (distinct clients and URIs from `next`), each ended at once; how many went
+/// to `who`.
+fn count(lb: &Balancer, who: MemberId, n: u32, next: &mut u32) -> u32 {
+    let mut hits = 0;
+    for _ in 0..n {
+        *next += 1;
+        let uri = format!("/k/{next}");
+        let p = lb.select(&Request::new(client(*next), &uri)).unwrap();
+        hits += u32::from(p.member().id() == who);
+    }
+    hits
+}
+
+/// The recovered member's share in each of 10 windows of `slow_start_s / 10` after it recovers,
+/// then over the window after the ramp.
+fn ramp_shares(strategy: i64, slow_start: bool) -> (Vec<f64>, f64) {
+    let ch = four(strategy);
+    let mut b = Balancer::builder(&ch);
+    if slow_start {
+        b = b.slow_start(Duration::from_secs(10), 0.1);
+    }
+    let lb = b.build().unwrap();
+    lb.tick(Duration::from_secs(1));
+    lb.health().record(id(3), Outcome::Failure);
+    assert!(!lb.members()[3].eligible);
+    let t0 = Duration::from_secs(100);
+    assert!(lb.health().record_at(id(3), Outcome::Success, t0).is_some());
+    let (per_window, sub) = (2000u32, 10u32);
+    let mut next = 0;
+    let mut shares = Vec::new();
+    for w in 0..10u32 {
+        let mut hits = 0;
+        for s in 0..sub {
+            lb.tick(t0 + Duration::from_millis(u64::from(w * 1000 + s * 100)));
+            hits += count(&lb, id(3), per_window / sub, &mut next);
+        }
+        shares.push(f64::from(hits) / f64::from(per_window));
+    }
+    lb.tick(t0 + Duration::from_secs(10));
+    assert_eq!(lb.next_tick(), None, "no tick is needed once the ramp is over");
+    let after = f64::from(count(&lb, id(3), per_window, &mut next)) / f64::from(per_window);
+    (shares, after)
+}
+
+#[test]
+fn slow_start_ramps_a_recovered_members_share_for_every_strategy() {
+    for strategy in [1, 2, 3, 4] {
+        let (shares, after) = ramp_shares(strategy, true);
+        // Floor 0.1 among three others of weight 1: 0.1 / 3.1 = 3.2 % at the first step, 5.3 % at
+        // the second (0.5 s later): the first window averages about 4 %.
+        assert!(shares[0] > 0.01 && shares[0] < 0.08, "strategy {strategy}: first window {shares:?}");
+        for w in 1..shares.len() {
+            let p = shares[w - 1];
+            let sd = (p * (1.0 - p) / 2000.0).sqrt();
+            assert!(shares[w] >= p - 2.0 * sd, "strategy {strategy}: window {w} fell: {shares:?}");
+        }
+        assert!(shares[9] > 0.19, "strategy {strategy}: near full weight at the end {shares:?}");
+        assert!((after - 0.25).abs() < 0.04, "strategy {strategy}: full share after the ramp, {after}");
+        // Without slow start the member takes its full share at once.
+        let (off, _) = ramp_shares(strategy, false);
+        assert!((off[0] - 0.25).abs() < 0.04, "strategy {strategy}: no ramp when off {off:?}");
+    }
+}
+
+#[test]
+fn slow_start_wrr_shares_follow_the_scaled_weights_exactly() {
+    let lb = Balancer::builder(&four(1)).slow_start(Duration::from_secs(20), 0.5).build().unwrap();
+    lb.health().record(id(0), Outcome::Failure);
+    lb.health().record_at(id(0), Outcome::Success, Duration::from_secs(5));
+    // Step 0: weights 50, 100, 100, 100 (scaled by 100): one period of 350 picks gives 50.
+    let mut next = 0;
+    assert_eq!(count(&lb, id(0), 350, &mut next), 50);
+    assert_eq!(lb.next_tick(), Some(Duration::from_secs(6)), "20 steps over 20 s");
+    lb.tick(Duration::from_secs(15));
+    // Step 10: 0.5 + 0.5 x 10 / 20 = 0.75: weights 75, 100, 100, 100, a period of 375.
+    assert_eq!(count(&lb, id(0), 375, &mut next), 75);
+    assert!((lb.members()[0].expected_share - 75.0 / 375.0).abs() < 1e-9, "expected shares follow the ramp");
+}
+
+#[test]
+fn slow_start_applies_to_a_member_added_by_update_but_not_to_the_initial_ones() {
+    let three = channel(channel_json(1, (0..3).map(|i| json!({"host": host(i)})).collect(), vec![]));
+    let lb = Balancer::builder(&three).slow_start(Duration::from_secs(10), 0.1).build().unwrap();
+    assert_eq!(lb.next_tick(), None, "the members a balancer starts with do not ramp");
+    lb.tick(Duration::from_secs(3));
+    lb.update(&four(1)).unwrap();
+    assert_eq!(lb.next_tick(), Some(Duration::from_millis(3500)));
+    let mut next = 0;
+    // Weights 100, 100, 100, 10: 1 in 31.
+    assert_eq!(count(&lb, id(3), 310, &mut next), 10);
+}
