@@ -119,3 +119,104 @@ fn slow_start_applies_to_a_member_added_by_update_but_not_to_the_initial_ones() 
     // Weights 100, 100, 100, 10: 1 in 31.
     assert_eq!(count(&lb, id(3), 310, &mut next), 10);
 }
+
+/// Four members of weight 1 under URI hash (4) with bounded loads at `factor`.
+fn bounded(factor: u32, weights: &[i64]) -> Balancer {
+    let ch = channel(channel_json(
+        4,
+        weights.iter().enumerate().map(|(i, &w)| json!({"host": host(i), "weight": w})).collect(),
+        vec![],
+    ));
+    Balancer::builder(&ch).hash_balance_factor(factor).build().unwrap()
+}
+
+#[test]
+fn bounded_load_overflow_walks_the_keys_preference_order_exactly() {
+    let lb = bounded(125, &[1, 1, 1, 1]);
+    let req = Request::new(client(1), "/hot");
+    let pref = lb.preference(&req);
+    assert_eq!(pref.len(), 4);
+    // Held picks of one key: member i accepts while 100 x in_flight_i < 125 x (T + 1) / 4.
+    // T=0: first. T=1: first has 1 (100 >= 62.5): second. T=2: third. T=3 (cap 125): first.
+    // T=4 (156.25): first has 2, second 1: second. T=5 (187.5): third. T=6 (218.75): first has
+    // 2 (200): first. T=7 (250): first has 3: second.
+    let mut held = Vec::new();
+    let mut got = Vec::new();
+    for _ in 0..8 {
+        let p = lb.select(&req).unwrap();
+        got.push(pref.iter().position(|&m| m == p.member().id()).unwrap());
+        held.push(p);
+    }
+    assert_eq!(got, [0, 1, 2, 0, 1, 2, 0, 1]);
+    assert_eq!(lb.bounded_load_stats(), Some((8, 5)));
+    drop(held);
+    assert!(lb.members().iter().all(|m| m.in_flight == 0), "every pick's count ends with it");
+    let p = lb.select(&req).unwrap();
+    assert_eq!(p.member().id(), pref[0], "back to the first choice once loads drop");
+    // Off by default: the same key always goes to its first choice.
+    let plain =
+        Balancer::from_channel(&channel(channel_json(4, (0..4).map(|i| json!({"host": host(i)})).collect(), vec![])))
+            .unwrap();
+    let held: Vec<_> = (0..8).map(|_| plain.select(&req).unwrap()).collect();
+    assert!(held.iter().all(|p| p.member().id() == pref[0]));
+    assert_eq!(plain.bounded_load_stats(), None);
+}
+
+/// xorshift64*: a fixed pseudo-random sequence for the tests.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn bounded_load_keeps_every_member_within_the_factor_under_a_zipf_key_mix() {
+    let weights = [1i64, 2, 1, 3, 1];
+    let lb = bounded(125, &weights);
+    let total_w: i64 = weights.iter().sum();
+    let ids: Vec<MemberId> = (0..weights.len()).map(id).collect();
+    // Zipf(1.1) over 1000 keys: the top key alone is about 13 % of the requests.
+    let cdf: Vec<f64> = {
+        let w: Vec<f64> = (1..=1000).map(|r| 1.0 / f64::powf(r as f64, 1.1)).collect();
+        let sum: f64 = w.iter().sum();
+        w.iter()
+            .scan(0.0, |acc, x| {
+                *acc += x / sum;
+                Some(*acc)
+            })
+            .collect()
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut held: Vec<lbsim::Pick<'_>> = Vec::new();
+    let mut peak_ratio: f64 = 0.0;
+    for _ in 0..20_000 {
+        let u = rng.unit();
+        let key = cdf.partition_point(|&c| c < u);
+        let uri = format!("/item/{key}");
+        let p = lb.select(&Request::new(client(1), &uri)).unwrap();
+        held.push(p);
+        let total = held.len() as f64;
+        let m = held.last().unwrap().member().id();
+        let i = ids.iter().position(|&x| x == m).unwrap();
+        let n = held.iter().filter(|p| p.member().id() == m).count() as f64;
+        let avg = total * weights[i] as f64 / total_w as f64;
+        assert!(n <= (1.25 * avg).ceil(), "{m} holds {n} of {total}: over 1.25 x its weighted average {avg} (+1)");
+        peak_ratio = peak_ratio.max(n / (1.25 * avg + 1.0));
+        // Keep about 40 requests in flight: end a random one now and then.
+        while held.len() > 40 || (held.len() > 5 && rng.unit() < 0.5) {
+            let k = (rng.next() % held.len() as u64) as usize;
+            drop(held.swap_remove(k));
+        }
+    }
+    let (picks, moved) = lb.bounded_load_stats().unwrap();
+    assert_eq!(picks, 20_000);
+    assert!(moved > 1000 && moved < 15_000, "the hot keys overflow, most do not: {moved}");
+    assert!(peak_ratio <= 1.0);
+}

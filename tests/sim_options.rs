@@ -67,3 +67,30 @@ fn slow_start_ramps_the_recovered_member_in_the_simulator() {
         assert!((w[0].0 - 0.25).abs() < 0.04, "{s}: no ramp when off: {w:?}");
     }
 }
+
+#[test]
+fn bounded_load_caps_peak_in_flight_under_a_zipf_key_mix_in_the_simulator() {
+    let on = load("bounded_load");
+    assert_eq!(on.balancer.hash_balance_factor, Some(125));
+    let mut off = on.clone();
+    off.balancer.hash_balance_factor = None;
+    let weight_share = [0.2, 0.2, 0.2, 0.4];
+    for s in [Strategy::SourceIp, Strategy::UriHash] {
+        // A member's in-flight count stays within 1.25 x its weighted share of the total in flight
+        // (+1). The total at the moment of its peak is at most the sum of all members' peaks.
+        let within = |r: &Report| {
+            let sum: u64 = r.members.iter().map(|m| m.peak_in_flight).sum();
+            r.members.iter().zip(weight_share).all(|(m, w)| m.peak_in_flight as f64 <= 1.25 * w * sum as f64 + 1.0)
+        };
+        let a = sim(&on, s);
+        let moved = a.hash.as_ref().and_then(|h| h.moved_off_first_choice).unwrap();
+        assert!(moved > 0.02 && moved < 0.4, "{s}: moved off first choice {moved}");
+        assert!(within(&a), "{s}: {:?}", a.members.iter().map(|m| m.peak_in_flight).collect::<Vec<_>>());
+        assert_eq!(a.balancer.hash_balance_factor, Some(125), "the report shows the options in force");
+        let b = sim(&off, s);
+        assert_eq!(b.hash.as_ref().unwrap().moved_off_first_choice, None);
+        assert!(!within(&b), "{s}: the skewed mix overloads a member without the bound");
+        let (fa, fb) = (a.fairness.max_over_expected.unwrap(), b.fairness.max_over_expected.unwrap());
+        assert!(fa < 1.25 && fb > fa + 0.2, "{s}: max over expected {fa} with, {fb} without");
+    }
+}

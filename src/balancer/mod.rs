@@ -23,6 +23,7 @@
 //! smooth schedule with per-thread cursors; the hash strategies look a key's bucket up in a
 //! precomputed rendezvous table; WLC scans the eligible members' in-flight counters.
 
+mod bounded;
 mod hash;
 mod member;
 mod slow_start;
@@ -175,6 +176,10 @@ pub struct Options {
     pub slow_start_s: Option<f64>,
     /// The weight factor a slow-start ramp begins at (0-1; absent: 0.1).
     pub slow_start_floor: Option<f64>,
+    /// Bounded-load hashing, in percent (above 100; off by default): under SH and URI hash no
+    /// member takes more than this share of its weighted part of the requests in flight; a key
+    /// whose first choice is full goes to the next member in its preference order.
+    pub hash_balance_factor: Option<u32>,
 }
 
 /// One request as the balancer sees it: the client's address and the request URI.
@@ -232,6 +237,9 @@ impl Drop for Pick<'_> {
     fn drop(&mut self) {
         if let Some((stripe, slot)) = self.open {
             self.balancer.wlc.close(usize::from(stripe), slot);
+            if let Some(loads) = &self.balancer.loads {
+                loads.close(slot);
+            }
         }
     }
 }
@@ -265,6 +273,9 @@ impl Drop for OwnedPick {
     fn drop(&mut self) {
         if let Some((stripe, slot)) = self.open {
             self.balancer.wlc.close(usize::from(stripe), slot);
+            if let Some(loads) = &self.balancer.loads {
+                loads.close(slot);
+            }
         }
     }
 }
@@ -342,6 +353,8 @@ pub struct Balancer {
     wlc: wlc::Stripes,
     options: Options,
     strategy_override: Option<Strategy>,
+    /// In-flight counts of bounded-load hashing (`hash_balance_factor`).
+    loads: Option<bounded::Loads>,
 }
 
 /// Builds a [`Balancer`] with options (`Balancer::builder(&channel)...build()`).
@@ -386,6 +399,13 @@ impl<'c> Builder<'c> {
     /// Turns panic mode on at this percentage of healthy primaries (1-100).
     pub fn panic_threshold(mut self, percent: u8) -> Self {
         self.options.panic_threshold = Some(percent);
+        self
+    }
+
+    /// Turns bounded-load hashing on at `percent` (above 100) of each member's weighted share of
+    /// the requests in flight.
+    pub fn hash_balance_factor(mut self, percent: u32) -> Self {
+        self.options.hash_balance_factor = Some(percent);
         self
     }
 
@@ -439,6 +459,7 @@ impl<'c> Builder<'c> {
             snapshot,
             writer: Mutex::new(writer),
             wlc: wlc::Stripes::new(wrr::STRIPES),
+            loads: options.hash_balance_factor.map(|f| bounded::Loads::new(f.max(101))),
             options,
             strategy_override: self.strategy,
         })
@@ -504,13 +525,20 @@ fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) ->
     };
     let prev_active = previous.and_then(|p| p.active.as_ref().ok());
     let active = snapshot::build_active(&input, prev_active);
+    let bounded = match (&active, options.hash_balance_factor) {
+        (Ok(a), Some(_)) if a.table.is_some() => Some(weight_shares(a, w.config.members.len()).into()),
+        _ => None,
+    };
     Snapshot {
         strategy: w.config.strategy,
         generation: w.generation,
         members: w.config.members.clone().into(),
         health,
-        track_in_flight: options.track_in_flight || w.config.strategy == Strategy::Wlc,
+        track_in_flight: options.track_in_flight
+            || w.config.strategy == Strategy::Wlc
+            || options.hash_balance_factor.is_some(),
         active,
+        bounded,
     }
 }
 
@@ -538,6 +566,9 @@ impl Balancer {
         let snap = self.snapshot.load();
         let active = snap.active.as_ref().map_err(|e| *e)?;
         let stripe = wrr::stripe();
+        if let (Some(loads), Some(shares)) = (&self.loads, &snap.bounded) {
+            return Ok(self.bounded_pick(&snap, active, loads, shares, req, stripe));
+        }
         let idx = match snap.strategy {
             Strategy::Wrr => active.wrr_pick(stripe),
             Strategy::Wlc => {
@@ -584,11 +615,39 @@ impl Balancer {
         let member = snap.members[idx as usize];
         let open = if snap.track_in_flight {
             self.wlc.open(stripe, member.slot);
+            if let Some(loads) = &self.loads {
+                loads.open(member.slot);
+            }
             Some((stripe as u16, member.slot))
         } else {
             None
         };
         Pick { member, open, balancer: self }
+    }
+
+    /// A hash pick under `hash_balance_factor`: the key's first choice, or the next member in its
+    /// preference order that is under its bound.
+    fn bounded_pick(
+        &self,
+        snap: &Snapshot,
+        active: &Active,
+        loads: &bounded::Loads,
+        shares: &[f64],
+        req: &Request<'_>,
+        stripe: usize,
+    ) -> Pick<'_> {
+        let Some(table) = &active.table else { return self.pick(snap, active.hash_pick(0), stripe) };
+        let bucket = hash::bucket_of(self.key_of(snap.strategy, req), table.bits);
+        let first = table.owners[bucket];
+        let slot_of = |i: u32| snap.members[i as usize].slot;
+        let idx = loads.choose(active, bucket, first, slot_of, |i| shares[i as usize]);
+        self.pick(snap, idx, stripe)
+    }
+
+    /// Bounded-load hashing's counts so far: (hash picks, picks that went past their key's first
+    /// choice because it was full). `None` when `hash_balance_factor` is off.
+    pub fn bounded_load_stats(&self) -> Option<(u64, u64)> {
+        self.loads.as_ref().map(bounded::Loads::stats)
     }
 
     /// A WLC pick, already counted by the stripe's index.
@@ -731,12 +790,25 @@ fn expected_shares(snap: &Snapshot) -> Vec<Option<f64>> {
         }
         return out;
     }
+    let shares = weight_shares(active, snap.members.len());
+    for g in active.groups.iter() {
+        for &i in g.members.iter() {
+            out[i as usize] = Some(shares[i as usize]);
+        }
+    }
+    out
+}
+
+/// Each member's weight share (group share times in-group share in hierarchical mode), by
+/// member index; 0 outside the active tier.
+fn weight_shares(active: &Active, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n];
     let gsum: f64 = active.groups.iter().map(|g| f64::from(g.weight)).sum();
     for g in active.groups.iter() {
         let gshare = if active.groups.len() == 1 { 1.0 } else { f64::from(g.weight) / gsum };
         let msum: f64 = g.weights.iter().map(|&w| f64::from(w)).sum();
         for (&i, &w) in g.members.iter().zip(g.weights.iter()) {
-            out[i as usize] = Some(if msum > 0.0 { gshare * f64::from(w) / msum } else { 0.0 });
+            out[i as usize] = if msum > 0.0 { gshare * f64::from(w) / msum } else { 0.0 };
         }
     }
     out

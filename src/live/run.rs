@@ -330,6 +330,7 @@ fn report(
         keys: u64::from(if opts.strategy == Strategy::SourceIp { sc.traffic.clients } else { sc.traffic.uris }),
         remapped_on_fault: Some(round6(tracked.remapped)),
         returned_on_recovery: Some(round6(tracked.returned)),
+        moved_off_first_choice: crate::sim::metrics::moved_off_first_choice(std::slice::from_ref(lb)),
     });
     let windows = figures.first().map_or(0, |f| f.timeline.len());
     let timeline = (0..windows)
@@ -356,6 +357,7 @@ fn report(
         endpoint_groups: Vec::new(),
         protection_group: None,
         sim: None,
+        balancer: sc.balancer.clone(),
         latency_cdf,
     }
 }

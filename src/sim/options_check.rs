@@ -18,4 +18,9 @@ pub(crate) fn check(o: &Options, c: &mut Collector) {
             c.invalid("balancer.slow_start_floor", format!("must be within 0-1, got {f}"));
         }
     }
+    if let Some(f) = o.hash_balance_factor {
+        if !(101..=10_000).contains(&f) {
+            c.invalid("balancer.hash_balance_factor", format!("must be within 101-10000 (percent), got {f}"));
+        }
+    }
 }
