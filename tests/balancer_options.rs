@@ -220,3 +220,45 @@ fn bounded_load_keeps_every_member_within_the_factor_under_a_zipf_key_mix() {
     assert!(moved > 1000 && moved < 15_000, "the hot keys overflow, most do not: {moved}");
     assert!(peak_ratio <= 1.0);
 }
+
+#[test]
+fn outlier_detection_ejects_after_consecutive_errors_and_returns_after_its_time() {
+    use lbsim::health::HealthState;
+    let ch = channel(channel_json(1, (0..4).map(|i| json!({"host": host(i)})).collect(), vec![]));
+    let mut o = lbsim::balancer::Options {
+        outlier_consecutive_errors: Some(3),
+        outlier_base_ejection_s: Some(10.0),
+        max_ejection_percent: Some(25),
+        ..Default::default()
+    };
+    let lb = Balancer::builder(&ch).options(o.clone()).build().unwrap();
+    let s = Duration::from_secs;
+    let h = lb.health();
+    assert_eq!(h.record_response(id(1), Outcome::Failure, s(1)), None);
+    assert_eq!(h.record_response(id(1), Outcome::Failure, s(1)), None);
+    assert_eq!(h.record_response(id(1), Outcome::Failure, s(2)), Some(HealthState::Ejected));
+    assert_eq!(h.state(id(1)), Some(HealthState::Ejected));
+    assert!(!lb.members()[1].eligible);
+    let mut next = 0;
+    assert_eq!(count(&lb, id(1), 30, &mut next), 0, "an ejected member takes nothing");
+    // One of four is 25 %: a second member cannot be ejected now.
+    for _ in 0..3 {
+        assert_eq!(h.record_response(id(2), Outcome::Failure, s(3)), None);
+    }
+    assert_eq!(lb.next_tick(), Some(s(12)));
+    assert_eq!(lb.tick(s(11)), vec![]);
+    assert_eq!(lb.tick(s(12)), vec![(id(1), HealthState::Unknown)]);
+    assert_eq!(count(&lb, id(1), 40, &mut next), 10, "back with its full share");
+    // The second ejection lasts twice the base.
+    for _ in 0..3 {
+        h.record_response(id(1), Outcome::Failure, s(20));
+    }
+    assert_eq!(lb.next_tick(), Some(s(40)));
+    // Off by default: failures change nothing.
+    o.outlier_consecutive_errors = None;
+    let plain = Balancer::builder(&ch).options(o).build().unwrap();
+    for _ in 0..10 {
+        assert_eq!(plain.health().record_response(id(1), Outcome::Failure, s(1)), None);
+    }
+    assert!(plain.members()[1].eligible);
+}

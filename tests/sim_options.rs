@@ -94,3 +94,31 @@ fn bounded_load_caps_peak_in_flight_under_a_zipf_key_mix_in_the_simulator() {
         assert!(fa < 1.25 && fb > fa + 0.2, "{s}: max over expected {fa} with, {fb} without");
     }
 }
+
+#[test]
+fn outlier_detection_ejects_a_failing_member_for_growing_times_in_the_simulator() {
+    let on = load("outlier");
+    let mut off = on.clone();
+    off.balancer.outlier_consecutive_errors = None;
+    off.balancer.outlier_failure_rate = None;
+    let m = "192.168.60.13:8080";
+    for s in Strategy::ALL {
+        let a = sim(&on, s);
+        let h = &member(&a, m).health;
+        let states: Vec<&str> = h.iter().map(|p| p.state.as_str()).collect();
+        assert_eq!(states, ["unknown", "ejected", "unknown", "ejected", "unknown", "ejected", "unknown"], "{s}");
+        assert!(h[1].at_s >= 20.0 && h[1].at_s < 21.0, "{s}: ejected soon after the fault starts: {h:?}");
+        // The n-th ejection lasts n x 10 s.
+        for (k, pair) in h[1..].chunks(2).enumerate() {
+            let len = pair[1].at_s - pair[0].at_s;
+            assert!((len - 10.0 * (k + 1) as f64).abs() < 1e-6, "{s}: ejection {k} lasted {len}: {h:?}");
+        }
+        // No traffic to the member while it is ejected (whole timeline steps inside 21-29 s).
+        let idle: u64 = a.timeline[21..29].iter().map(|e| e.per_member[m]).sum();
+        assert_eq!(idle, 0, "{s}");
+        let b = sim(&off, s);
+        assert!(member(&b, m).health.len() == 1, "{s}: nothing ejects without the option");
+        let (fa, fb) = (a.requests.failed, b.requests.failed);
+        assert!(fb > 5000 && fa * 20 < fb, "{s}: failed {fa} with outlier detection, {fb} without");
+    }
+}

@@ -26,6 +26,7 @@
 mod bounded;
 mod hash;
 mod member;
+mod outlier;
 mod slow_start;
 mod snapshot;
 mod wlc;
@@ -180,6 +181,21 @@ pub struct Options {
     /// member takes more than this share of its weighted part of the requests in flight; a key
     /// whose first choice is full goes to the next member in its preference order.
     pub hash_balance_factor: Option<u32>,
+    /// Outlier detection (passive health; off unless this or `outlier_failure_rate` is set):
+    /// eject a member after this many consecutive failed responses (5xx, refused, reset, timed
+    /// out), reported through [`HealthHandle::record_response`].
+    pub outlier_consecutive_errors: Option<u32>,
+    /// Eject a member when at least this percentage (1-100) of its responses failed within one
+    /// `outlier_interval_s` window, once it has `outlier_min_requests` responses there.
+    pub outlier_failure_rate: Option<u8>,
+    /// Responses a window needs before `outlier_failure_rate` applies (absent: 20).
+    pub outlier_min_requests: Option<u32>,
+    /// Length of the failure-rate window, in seconds (absent: 10).
+    pub outlier_interval_s: Option<f64>,
+    /// The n-th ejection of a member lasts n times this, in seconds (absent: 30).
+    pub outlier_base_ejection_s: Option<f64>,
+    /// At most this percentage of the members is ejected at once; one always can be (absent: 10).
+    pub max_ejection_percent: Option<u8>,
 }
 
 /// One request as the balancer sees it: the client's address and the request URI.
@@ -323,7 +339,8 @@ struct Writer {
     /// The latest time the balancer was told (`tick`, `record_at`).
     now: Duration,
     ramps: slow_start::Ramps,
-    /// When the snapshot must next be rebuilt (a ramp step).
+    ejections: outlier::Ejections,
+    /// When the snapshot must next be rebuilt (a ramp step, the end of an ejection).
     next_tick: Option<Duration>,
 }
 
@@ -332,9 +349,23 @@ impl Writer {
     /// next rebuild is due. Called before every snapshot build.
     fn observe(&mut self) {
         let (members, machines) = (&self.config.members, &self.machines);
-        let eligible = members.iter().zip(machines).filter(|(m, h)| m.is_enabled() && h.state().is_eligible());
+        let ejections = &self.ejections;
+        let eligible = members
+            .iter()
+            .zip(machines)
+            .filter(|(m, h)| m.is_enabled() && h.state().is_eligible() && !ejections.is_ejected(m.id));
         self.ramps.observe(self.now, eligible.map(|(m, _)| m.id));
-        self.next_tick = self.ramps.next_step(self.now);
+        let (ramp, ejection) = (self.ramps.next_step(self.now), self.ejections.next_end());
+        self.next_tick = ramp.into_iter().chain(ejection).min();
+    }
+
+    /// The member's health as selection sees it: `Ejected` while outlier detection holds it out.
+    fn health_of(&self, i: usize) -> HealthState {
+        if self.ejections.is_ejected(self.config.members[i].id) {
+            HealthState::Ejected
+        } else {
+            self.machines[i].state()
+        }
     }
 
     /// Gives every member its identity's slot, assigning new ones to new identities.
@@ -355,6 +386,8 @@ pub struct Balancer {
     strategy_override: Option<Strategy>,
     /// In-flight counts of bounded-load hashing (`hash_balance_factor`).
     loads: Option<bounded::Loads>,
+    /// Outlier detection's rules and response counters (under their own lock, not the writer's).
+    outlier: Option<(outlier::Rules, Mutex<outlier::Counters>)>,
 }
 
 /// Builds a [`Balancer`] with options (`Balancer::builder(&channel)...build()`).
@@ -409,6 +442,13 @@ impl<'c> Builder<'c> {
         self
     }
 
+    /// Turns outlier detection on: eject a member after `n` consecutive failed responses (see
+    /// [`HealthHandle::record_response`]); the other outlier options keep their values.
+    pub fn outlier_consecutive_errors(mut self, n: u32) -> Self {
+        self.options.outlier_consecutive_errors = Some(n);
+        self
+    }
+
     /// Turns slow start on: members that become eligible ramp from `floor` (0-1) x weight to
     /// their full weight over `ramp` (see [`Balancer::tick`]).
     pub fn slow_start(mut self, ramp: Duration, floor: f64) -> Self {
@@ -450,6 +490,7 @@ impl<'c> Builder<'c> {
             generation: 0,
             now: Duration::ZERO,
             ramps,
+            ejections: outlier::Ejections::default(),
             next_tick: None,
         };
         writer.assign_slots();
@@ -460,6 +501,7 @@ impl<'c> Builder<'c> {
             writer: Mutex::new(writer),
             wlc: wlc::Stripes::new(wrr::STRIPES),
             loads: options.hash_balance_factor.map(|f| bounded::Loads::new(f.max(101))),
+            outlier: outlier::Rules::of(&options).map(|r| (r, Mutex::new(outlier::Counters::default()))),
             options,
             strategy_override: self.strategy,
         })
@@ -510,7 +552,7 @@ fn config_of(channel: &VpcChannel, strategy: Option<Strategy>) -> Config {
 }
 
 fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) -> Snapshot {
-    let health: Box<[HealthState]> = w.machines.iter().map(|m| m.state()).collect();
+    let health: Box<[HealthState]> = (0..w.machines.len()).map(|i| w.health_of(i)).collect();
     // Slow start: ramping members (and everyone else, scaled alike) with their weights now.
     let scaled = w.ramps.scaled(w.now, &w.config.members, &w.config.groups);
     let input = BuildInput {
@@ -680,16 +722,20 @@ impl Balancer {
 
     /// Tells the balancer the time: virtual time in a simulation, time since a fixed start on a
     /// monotonic clock in a live proxy (never earlier than a time told before; such a call is
-    /// ignored). Rebuilds the snapshot when a slow-start ramp reaches its next step. Call it at
-    /// [`Balancer::next_tick`], or simply every few tens of milliseconds.
-    pub fn tick(&self, now: Duration) {
+    /// ignored). Rebuilds the snapshot when a slow-start ramp reaches its next step or an
+    /// ejection ends. Call it at [`Balancer::next_tick`], or simply every few tens of
+    /// milliseconds. Returns the members back from ejection, with their health now.
+    pub fn tick(&self, now: Duration) -> Vec<(MemberId, HealthState)> {
         let mut w = self.writer.lock();
         if now > w.now {
             w.now = now;
         }
-        if w.next_tick.is_some_and(|t| t <= w.now) {
+        let now = w.now;
+        let back = w.ejections.expire(now);
+        if !back.is_empty() || w.next_tick.is_some_and(|t| t <= now) {
             self.publish(&mut w);
         }
+        back.into_iter().filter_map(|id| w.index.get(&id).map(|&i| (id, w.health_of(i)))).collect()
     }
 
     /// When the balancer next needs [`Balancer::tick`] (a slow-start step); `None`: not until
@@ -829,8 +875,31 @@ impl HealthHandle<'_> {
     /// [`HealthHandle::record`] at a time (see [`Balancer::tick`]): a member that recovers starts
     /// its slow-start ramp then.
     pub fn record_at(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
-        self.lb.tick(now);
+        let mut w = self.lb.writer.lock();
+        if now > w.now {
+            w.now = now;
+        }
+        drop(w);
         self.record(id, outcome)
+    }
+
+    /// Passive health: one response of a member at `now` (see [`Balancer::tick`]); a 5xx answer
+    /// or a failed connection is an `Outcome::Failure`. Returns `Some(Ejected)` when this response
+    /// made outlier detection eject the member; `None` otherwise, always when it is off.
+    pub fn record_response(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
+        let (rules, counters) = self.lb.outlier.as_ref()?;
+        if !counters.lock().record(rules, id, outcome, now) {
+            return None;
+        }
+        let mut w = self.lb.writer.lock();
+        if now > w.now {
+            w.now = now;
+        }
+        w.index.get(&id)?;
+        let (now, n) = (w.now, w.config.members.len());
+        w.ejections.eject(rules, id, now, n)?;
+        self.lb.publish(&mut w);
+        Some(HealthState::Ejected)
     }
 
     /// Marks a member unhealthy at once, without waiting for `threshold_abnormal`.
@@ -841,7 +910,7 @@ impl HealthHandle<'_> {
     /// The member's current health, `None` for an unknown id.
     pub fn state(&self, id: MemberId) -> Option<HealthState> {
         let w = self.lb.writer.lock();
-        w.index.get(&id).map(|&i| w.machines[i].state())
+        w.index.get(&id).map(|&i| w.health_of(i))
     }
 
     fn apply(&self, id: MemberId, f: impl FnOnce(&mut HealthMachine) -> Option<HealthState>) -> Option<HealthState> {

@@ -24,6 +24,9 @@ pub enum HealthState {
     Unknown,
     Healthy,
     Unhealthy,
+    /// Taken out by passive health (outlier detection) until its ejection ends; never a state of
+    /// the threshold machine.
+    Ejected,
 }
 
 impl HealthState {
@@ -32,12 +35,13 @@ impl HealthState {
             HealthState::Unknown => "unknown",
             HealthState::Healthy => "healthy",
             HealthState::Unhealthy => "unhealthy",
+            HealthState::Ejected => "ejected",
         }
     }
 
     /// Whether a member in this state may be selected.
     pub fn is_eligible(self) -> bool {
-        self != HealthState::Unhealthy
+        !matches!(self, HealthState::Unhealthy | HealthState::Ejected)
     }
 }
 

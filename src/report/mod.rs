@@ -91,7 +91,7 @@ pub struct MemberReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthPoint {
     pub at_s: f64,
-    /// `unknown`, `healthy`, `unhealthy` (and `ejected` once passive health exists).
+    /// `unknown`, `healthy`, `unhealthy`, or `ejected` (outlier detection).
     pub state: String,
 }
 

@@ -212,6 +212,8 @@ struct Engine<'a, 'w> {
     dials: Vec<f64>,
     /// Per channel: the pending `Ev::Tick`, if any.
     ticks: Vec<Option<Micros>>,
+    /// Outlier detection is on: attempts' outcomes go to the balancers.
+    outlier: bool,
 }
 
 #[derive(Default)]
@@ -317,6 +319,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             events: 0,
             dials: Vec::new(),
             ticks: vec![None; lbs.len()],
+            outlier: sc.balancer.outlier_consecutive_errors.is_some() || sc.balancer.outlier_failure_rate.is_some(),
         };
         for c in 0..e.channels.len() {
             e.register_members(c, 0);
@@ -635,6 +638,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         a.pick = None;
         let (req, start) = (a.req, a.start);
         self.m.attempt_done(m, secs(t - start));
+        self.passive(t, m, Outcome::Success);
         self.trace_attempt(t, req, Some(m), "ok", Some(t - start))?;
         self.free_attempts.push(slot);
         self.finish(t, req, Ok(()))
@@ -665,6 +669,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             self.free_attempts.push(slot);
         }
         self.m.attempt_failed(m, secs(t));
+        self.passive(t, m, Outcome::Failure);
         self.trace_attempt(t, req, Some(m), why.as_str(), Some(t - start))?;
         let id = self.backends[m as usize].id;
         let r = &mut self.reqs[req as usize];
@@ -771,7 +776,23 @@ impl<'a, 'w> Engine<'a, 'w> {
         Ok(())
     }
 
-    // === time-driven balancer options (slow start) ===
+    // === time-driven balancer options (slow start, outlier detection) ===
+
+    /// Passive health: an attempt's outcome into outlier detection (when it is on).
+    fn passive(&mut self, t: Micros, m: u32, outcome: Outcome) {
+        if !self.outlier {
+            return;
+        }
+        let (id, c) = (self.backends[m as usize].id, self.backends[m as usize].channel);
+        if let Some(state) = self.lbs[c].health().record_response(id, outcome, clock(t)) {
+            self.m.health_changed(m, secs(t), state);
+            if let Some(ks) = self.lbs[c].key_space() {
+                self.m.key_space_changed(c, &ks);
+            }
+            self.account(t);
+            self.arm_tick(c);
+        }
+    }
 
     /// Schedules channel `c`'s next balancer tick, if it needs one before the end of the run.
     fn arm_tick(&mut self, c: usize) {
@@ -789,7 +810,11 @@ impl<'a, 'w> Engine<'a, 'w> {
             return; // superseded by an earlier tick
         }
         self.ticks[c] = None;
-        self.lbs[c].tick(clock(t));
+        for (id, state) in self.lbs[c].tick(clock(t)) {
+            if let Some(&m) = self.index.get(&id) {
+                self.m.health_changed(m, secs(t), state);
+            }
+        }
         if let Some(ks) = self.lbs[c].key_space() {
             self.m.key_space_changed(c, &ks);
         }

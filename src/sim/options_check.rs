@@ -23,4 +23,30 @@ pub(crate) fn check(o: &Options, c: &mut Collector) {
             c.invalid("balancer.hash_balance_factor", format!("must be within 101-10000 (percent), got {f}"));
         }
     }
+    let positive =
+        [("outlier_interval_s", o.outlier_interval_s), ("outlier_base_ejection_s", o.outlier_base_ejection_s)];
+    for (name, v) in positive {
+        if let Some(v) = v {
+            if !(v > 0.0 && v.is_finite()) {
+                c.invalid(format!("balancer.{name}"), format!("must be above 0 (seconds), got {v}"));
+            }
+        }
+    }
+    for (name, v) in
+        [("outlier_consecutive_errors", o.outlier_consecutive_errors), ("outlier_min_requests", o.outlier_min_requests)]
+    {
+        if v == Some(0) {
+            c.invalid(format!("balancer.{name}"), "must be at least 1");
+        }
+    }
+    if let Some(p) = o.outlier_failure_rate {
+        if !(1..=100).contains(&p) {
+            c.invalid("balancer.outlier_failure_rate", format!("must be within 1-100 (percent), got {p}"));
+        }
+    }
+    if let Some(p) = o.max_ejection_percent {
+        if p > 100 {
+            c.invalid("balancer.max_ejection_percent", format!("must be within 0-100 (percent), got {p}"));
+        }
+    }
 }
