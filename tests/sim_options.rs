@@ -122,3 +122,33 @@ fn outlier_detection_ejects_a_failing_member_for_growing_times_in_the_simulator(
         assert!(fb > 5000 && fa * 20 < fb, "{s}: failed {fa} with outlier detection, {fb} without");
     }
 }
+
+#[test]
+fn check_intervals_and_retriable_codes_detect_and_recover_sooner_in_the_simulator() {
+    let on = load("check_intervals");
+    let mut off = on.clone();
+    off.balancer.unhealthy_interval = None;
+    off.balancer.retriable_codes = None;
+    for s in [Strategy::Wrr, Strategy::SourceIp] {
+        let a = sim(&on, s);
+        let b = sim(&off, s);
+        let (fa, fb) = (&a.faults[0], &b.faults[0]);
+        let (da, db) = (fa.detected_at_s.unwrap(), fb.detected_at_s.unwrap());
+        // Checks every 10 s +-10 %: a fatal 500 is caught by the first check after 20 s; three
+        // ordinary failures need two more intervals.
+        assert!(da > 20.0 && da <= 31.0, "{s}: detected at {da} with retriable_codes");
+        assert!(db >= da + 16.0, "{s}: detected at {db} without, {da} with");
+        // Recovery: three successes 1 s apart once the fault ends at 60 s.
+        let (ra, rb) = (fa.recovered_at_s.unwrap(), fb.recovered_at_s.unwrap());
+        assert!(ra > 60.0 && ra < 64.0, "{s}: recovered at {ra} with unhealthy_interval");
+        assert!(rb > 75.0, "{s}: recovered at {rb} without");
+        assert!(a.requests.failed * 2 < b.requests.failed, "{s}: fewer 500s reach clients");
+    }
+    // Jitter draws from the seeded probe stream: the same seed gives the same report, and the
+    // jitter moves the checks (detection time differs from the unjittered run).
+    let again = sim(&on, Strategy::Wrr);
+    assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&sim(&on, Strategy::Wrr)).unwrap());
+    let mut steady = on.clone();
+    steady.balancer.interval_jitter_percent = None;
+    assert_ne!(sim(&steady, Strategy::Wrr).faults[0].detected_at_s, again.faults[0].detected_at_s);
+}

@@ -196,6 +196,24 @@ pub struct Options {
     pub outlier_base_ejection_s: Option<f64>,
     /// At most this percentage of the members is ejected at once; one always can be (absent: 10).
     pub max_ejection_percent: Option<u8>,
+    /// Seconds between checks of an unhealthy member (absent: `time_interval`).
+    pub unhealthy_interval: Option<u32>,
+    /// Each check interval is drawn within plus or minus this percentage (0-100; absent: 0).
+    pub interval_jitter_percent: Option<u8>,
+    /// Check statuses that are ordinary failures (`http_code` syntax); with this set, a status
+    /// outside both it and `http_code` marks the member unhealthy at once.
+    pub retriable_codes: Option<String>,
+}
+
+impl Options {
+    /// The check interval and status options in force.
+    pub fn check_policy(&self) -> crate::health::CheckPolicy {
+        crate::health::CheckPolicy::new(
+            self.unhealthy_interval,
+            self.interval_jitter_percent,
+            self.retriable_codes.as_deref(),
+        )
+    }
 }
 
 /// One request as the balancer sees it: the client's address and the request URI.

@@ -10,6 +10,9 @@
 use crate::model::{CheckMethod, CheckProtocol, HttpCodes, VpcHealthConfig};
 use std::fmt;
 
+mod intervals;
+pub use intervals::{CheckPolicy, Verdict};
+
 /// The result of one health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {

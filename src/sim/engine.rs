@@ -6,7 +6,7 @@ use super::metrics::Metrics;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
 use super::traffic::{client_addr, mix_seed, Popularity};
 use crate::balancer::{MemberId, Pick, Strategy};
-use crate::health::{CheckConfig, HealthState, Outcome};
+use crate::health::{CheckConfig, CheckPolicy, HealthState, Outcome, Verdict};
 use crate::model::{CheckProtocol, VpcChannel};
 use crate::report::Report;
 use crate::{Balancer, Request};
@@ -72,6 +72,8 @@ enum Ev {
     Timeout(u32, u32),
     Probe(u32),
     ProbeResult(u32, Outcome),
+    /// A check answered a status outside `http_code` and `retriable_codes`.
+    ProbeFatal(u32),
     Change(u32),
     FailoverStart,
     FailoverDone,
@@ -214,6 +216,8 @@ struct Engine<'a, 'w> {
     ticks: Vec<Option<Micros>>,
     /// Outlier detection is on: attempts' outcomes go to the balancers.
     outlier: bool,
+    /// `unhealthy_interval`, `interval_jitter_percent`, `retriable_codes`.
+    policy: CheckPolicy,
 }
 
 #[derive(Default)]
@@ -320,6 +324,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             dials: Vec::new(),
             ticks: vec![None; lbs.len()],
             outlier: sc.balancer.outlier_consecutive_errors.is_some() || sc.balancer.outlier_failure_rate.is_some(),
+            policy: sc.balancer.check_policy(),
         };
         for c in 0..e.channels.len() {
             e.register_members(c, 0);
@@ -415,7 +420,8 @@ impl<'a, 'w> Engine<'a, 'w> {
             Ev::ServiceEnd(slot, gen) => self.service_end(t, slot, gen)?,
             Ev::Timeout(slot, gen) => self.timeout(t, slot, gen)?,
             Ev::Probe(m) => self.probe(t, m),
-            Ev::ProbeResult(m, outcome) => self.probe_result(t, m, outcome),
+            Ev::ProbeResult(m, outcome) => self.probe_result(t, m, Some(outcome)),
+            Ev::ProbeFatal(m) => self.probe_result(t, m, None),
             Ev::Change(i) => self.change(t, i as usize)?,
             Ev::FailoverStart => {
                 let fs = self.sc.protection_group.as_ref().map_or(0.0, |p| p.failover_s);
@@ -720,35 +726,50 @@ impl<'a, 'w> Engine<'a, 'w> {
             return;
         }
         let b = &self.backends[m as usize];
+        let (bc, bid) = (b.channel, b.id);
         let Some(check) = self.checks[b.channel].clone() else { return };
         let cond = b.faults.at(secs(t));
         let saturated = b.busy >= b.spec.max_in_flight && b.queue.len() as u32 >= b.spec.max_queue;
-        let (outcome, after) = if cond.down {
-            (Outcome::Failure, 0) // refused at once
+        let (verdict, after) = if cond.down {
+            (Verdict::Failure, 0) // refused at once
         } else if check.protocol == CheckProtocol::Tcp {
-            (Outcome::Success, 0)
+            (Verdict::Success, 0)
         } else if saturated {
-            (if check.status_ok(503) { Outcome::Success } else { Outcome::Failure }, 0)
+            (self.policy.verdict(&check, 503), 0)
         } else {
             let lat_ms = self.sc.traffic.service_time_ms.median() * b.spec.speed * cond.slow;
             let timeout_ms = f64::from(check.timeout_s) * 1e3;
             if lat_ms >= timeout_ms {
-                (Outcome::Failure, us(timeout_ms / 1e3))
+                (Verdict::Failure, us(timeout_ms / 1e3))
             } else {
                 let status =
                     if cond.error_rate > 0.0 && self.rng.probes.gen::<f64>() < cond.error_rate { 500 } else { 200 };
-                (if check.status_ok(status) { Outcome::Success } else { Outcome::Failure }, us(lat_ms / 1e3))
+                (self.policy.verdict(&check, status), us(lat_ms / 1e3))
             }
         };
-        self.schedule(t + after, Ev::ProbeResult(m, outcome));
-        self.schedule(t + us(f64::from(check.interval_s)), Ev::Probe(m));
+        let ev = match verdict {
+            Verdict::Success => Ev::ProbeResult(m, Outcome::Success),
+            Verdict::Failure => Ev::ProbeResult(m, Outcome::Failure),
+            Verdict::Fatal => Ev::ProbeFatal(m),
+        };
+        self.schedule(t + after, ev);
+        // `unhealthy_interval` and `interval_jitter_percent`: the next check's interval follows
+        // the member's health as this one starts; a jitter draw only when jitter is on.
+        let unhealthy = self.lbs[bc].health().state(bid) == Some(HealthState::Unhealthy);
+        let u = if self.policy.jitters() { self.rng.probes.gen::<f64>() } else { 0.5 };
+        self.schedule(t + us(self.policy.interval_s(&check, unhealthy, u)).max(1), Ev::Probe(m));
     }
 
-    fn probe_result(&mut self, t: Micros, m: u32, outcome: Outcome) {
+    /// A check's result; `None`: a status that marks the member unhealthy at once.
+    fn probe_result(&mut self, t: Micros, m: u32, outcome: Option<Outcome>) {
         let b = &self.backends[m as usize];
         let lb = &self.lbs[b.channel];
         let c = b.channel;
-        if let Some(state) = lb.health().record_at(b.id, outcome, clock(t)) {
+        let changed = match outcome {
+            Some(o) => lb.health().record_at(b.id, o, clock(t)),
+            None => lb.health().force_unhealthy(b.id),
+        };
+        if let Some(state) = changed {
             self.m.health_changed(m, secs(t), state);
             if let Some(ks) = lb.key_space() {
                 self.m.key_space_changed(c, &ks);

@@ -49,4 +49,17 @@ pub(crate) fn check(o: &Options, c: &mut Collector) {
             c.invalid("balancer.max_ejection_percent", format!("must be within 0-100 (percent), got {p}"));
         }
     }
+    if o.unhealthy_interval == Some(0) {
+        c.invalid("balancer.unhealthy_interval", "must be at least 1 (seconds)");
+    }
+    if let Some(p) = o.interval_jitter_percent {
+        if p > 100 {
+            c.invalid("balancer.interval_jitter_percent", format!("must be within 0-100 (percent), got {p}"));
+        }
+    }
+    if let Some(r) = &o.retriable_codes {
+        if let Err(e) = crate::model::HttpCodes::parse(r) {
+            c.invalid("balancer.retriable_codes", e);
+        }
+    }
 }
