@@ -91,7 +91,7 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     let probe_tls = opts.probe_tls.take();
     let prober: Option<ProbeHandle> = lb.check().map(|check| {
         let targets = members.iter().filter_map(|m| upstreams.get(m).map(|a| (*m, *a))).collect();
-        let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None };
+        let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None, policy: sc.balancer.check_policy() };
         spawn_probes(Arc::clone(&lb), check, targets, popts)
     });
     // Expected shares in force from each health transition on, and the key space's moves.
