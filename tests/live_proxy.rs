@@ -164,7 +164,12 @@ async fn backups_serve_only_while_the_primaries_are_down() {
         );
         let live = start(&sc, 0).await;
         let check = live.lb.check().expect("check");
-        let opts = ProbeOptions { seed: 1, tls: None, interval_override: Some(Duration::from_millis(100)) };
+        let opts = ProbeOptions {
+            seed: 1,
+            tls: None,
+            interval_override: Some(Duration::from_millis(100)),
+            ..Default::default()
+        };
         let prober = spawn_probes(Arc::clone(&live.lb), check, live.backends.addrs(), opts);
         let c = client();
         let mut seen: Vec<(f64, String)> = Vec::new();

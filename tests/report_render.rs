@@ -95,6 +95,7 @@ fn run(strategy: &str, shares: [f64; 3], hash: Option<HashReport>) -> Report {
         endpoint_groups: Vec::new(),
         protection_group: None,
         sim: Some(SimStats { events: 123_456, wall_ms: None, requests_per_s: None }),
+        balancer: lbsim::balancer::Options::default(),
         latency_cdf,
     }
 }
@@ -105,7 +106,12 @@ fn fixture() -> Vec<Report> {
         run(
             "sh",
             [0.3126, 0.1874, 0.5],
-            Some(HashReport { keys: 5000, remapped_on_fault: Some(0.33), returned_on_recovery: None }),
+            Some(HashReport {
+                keys: 5000,
+                remapped_on_fault: Some(0.33),
+                returned_on_recovery: None,
+                moved_off_first_choice: None,
+            }),
         ),
     ]
 }

@@ -24,17 +24,21 @@
 //! smooth schedule with per-thread cursors; the hash strategies look a key's bucket up in a
 //! precomputed rendezvous table; WLC scans the eligible members' in-flight counters.
 
+mod bounded;
 mod hash;
 #[cfg(test)]
 mod interleavings;
 mod member;
+mod outlier;
 mod reader;
+mod slow_start;
 mod snapshot;
 mod wlc;
 mod wrr;
 
 pub use hash::{ip_key, uri_key, uri_key_part, UriHashKey};
 pub use member::{Member, MemberId};
+pub use slow_start::DEFAULT_FLOOR as DEFAULT_SLOW_START_FLOOR;
 pub use snapshot::Tier;
 pub(crate) use wrr::{stripe, STRIPES};
 
@@ -48,6 +52,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `balance_strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -154,7 +159,7 @@ pub enum InitialHealth {
 }
 
 /// Options of the balancer that the seed's body cannot carry (the scenario's `[balancer]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     pub group_weights: GroupWeights,
@@ -170,6 +175,49 @@ pub struct Options {
     /// primaries is healthy and no backup is eligible, every enabled primary takes traffic rather
     /// than the few healthy ones taking it all (Envoy's panic threshold).
     pub panic_threshold: Option<u8>,
+    /// Slow start, in seconds (off by default): a member that becomes eligible (new, recovered,
+    /// re-enabled) ramps its weight linearly from `slow_start_floor` x weight to its full weight
+    /// over this time, in 20 steps. Needs the time: see [`Balancer::tick`].
+    pub slow_start_s: Option<f64>,
+    /// The weight factor a slow-start ramp begins at (0-1; absent: 0.1).
+    pub slow_start_floor: Option<f64>,
+    /// Bounded-load hashing, in percent (above 100; off by default): under SH and URI hash no
+    /// member takes more than this share of its weighted part of the requests in flight; a key
+    /// whose first choice is full goes to the next member in its preference order.
+    pub hash_balance_factor: Option<u32>,
+    /// Outlier detection (passive health; off unless this or `outlier_failure_rate` is set):
+    /// eject a member after this many consecutive failed responses (5xx, refused, reset, timed
+    /// out), reported through [`HealthHandle::record_response`].
+    pub outlier_consecutive_errors: Option<u32>,
+    /// Eject a member when at least this percentage (1-100) of its responses failed within one
+    /// `outlier_interval_s` window, once it has `outlier_min_requests` responses there.
+    pub outlier_failure_rate: Option<u8>,
+    /// Responses a window needs before `outlier_failure_rate` applies (absent: 20).
+    pub outlier_min_requests: Option<u32>,
+    /// Length of the failure-rate window, in seconds (absent: 10).
+    pub outlier_interval_s: Option<f64>,
+    /// The n-th ejection of a member lasts n times this, in seconds (absent: 30).
+    pub outlier_base_ejection_s: Option<f64>,
+    /// At most this percentage of the members is ejected at once; one always can be (absent: 10).
+    pub max_ejection_percent: Option<u8>,
+    /// Seconds between checks of an unhealthy member (absent: `time_interval`).
+    pub unhealthy_interval: Option<u32>,
+    /// Each check interval is drawn within plus or minus this percentage (0-100; absent: 0).
+    pub interval_jitter_percent: Option<u8>,
+    /// Check statuses that are ordinary failures (`http_code` syntax); with this set, a status
+    /// outside both it and `http_code` marks the member unhealthy at once.
+    pub retriable_codes: Option<String>,
+}
+
+impl Options {
+    /// The check interval and status options in force.
+    pub fn check_policy(&self) -> crate::health::CheckPolicy {
+        crate::health::CheckPolicy::new(
+            self.unhealthy_interval,
+            self.interval_jitter_percent,
+            self.retriable_codes.as_deref(),
+        )
+    }
 }
 
 /// One request as the balancer sees it: the client's address and the request URI.
@@ -227,6 +275,9 @@ impl Drop for Pick<'_> {
     fn drop(&mut self) {
         if let Some(stripe) = self.open.stripe() {
             self.balancer.wlc.close(stripe, self.member.slot);
+            if let Some(loads) = &self.balancer.loads {
+                loads.close(self.member.slot);
+            }
         }
     }
 }
@@ -284,6 +335,9 @@ impl Drop for OwnedPick {
     fn drop(&mut self) {
         if let Some(stripe) = self.open.stripe() {
             self.balancer.wlc.close(stripe, self.member.slot);
+            if let Some(loads) = &self.balancer.loads {
+                loads.close(self.member.slot);
+            }
         }
     }
 }
@@ -327,9 +381,39 @@ struct Writer {
     /// Every identity ever configured, with its slot (never reused for another identity).
     slots: HashMap<MemberId, u32>,
     generation: u64,
+    // === time-driven options (slow start) ===
+    /// The latest time the balancer was told (`tick`, `record_at`).
+    now: Duration,
+    ramps: slow_start::Ramps,
+    ejections: outlier::Ejections,
+    /// When the snapshot must next be rebuilt (a ramp step, the end of an ejection).
+    next_tick: Option<Duration>,
 }
 
 impl Writer {
+    /// Notes which members are eligible now (ramps start for those that were not) and when the
+    /// next rebuild is due. Called before every snapshot build.
+    fn observe(&mut self) {
+        let (members, machines) = (&self.config.members, &self.machines);
+        let ejections = &self.ejections;
+        let eligible = members
+            .iter()
+            .zip(machines)
+            .filter(|(m, h)| m.is_enabled() && h.state().is_eligible() && !ejections.is_ejected(m.id));
+        self.ramps.observe(self.now, eligible.map(|(m, _)| m.id));
+        let (ramp, ejection) = (self.ramps.next_step(self.now), self.ejections.next_end());
+        self.next_tick = ramp.into_iter().chain(ejection).min();
+    }
+
+    /// The member's health as selection sees it: `Ejected` while outlier detection holds it out.
+    fn health_of(&self, i: usize) -> HealthState {
+        if self.ejections.is_ejected(self.config.members[i].id) {
+            HealthState::Ejected
+        } else {
+            self.machines[i].state()
+        }
+    }
+
     /// Gives every member its identity's slot, assigning new ones to new identities.
     fn assign_slots(&mut self) {
         for m in self.config.members.iter_mut() {
@@ -346,6 +430,10 @@ pub struct Balancer {
     wlc: wlc::Stripes,
     options: Options,
     strategy_override: Option<Strategy>,
+    /// In-flight counts of bounded-load hashing (`hash_balance_factor`).
+    loads: Option<bounded::Loads>,
+    /// Outlier detection's rules and response counters (under their own lock, not the writer's).
+    outlier: Option<(outlier::Rules, Mutex<outlier::Counters>)>,
 }
 
 /// Builds a [`Balancer`] with options (`Balancer::builder(&channel)...build()`).
@@ -393,6 +481,28 @@ impl<'c> Builder<'c> {
         self
     }
 
+    /// Turns bounded-load hashing on at `percent` (above 100) of each member's weighted share of
+    /// the requests in flight.
+    pub fn hash_balance_factor(mut self, percent: u32) -> Self {
+        self.options.hash_balance_factor = Some(percent);
+        self
+    }
+
+    /// Turns outlier detection on: eject a member after `n` consecutive failed responses (see
+    /// [`HealthHandle::record_response`]); the other outlier options keep their values.
+    pub fn outlier_consecutive_errors(mut self, n: u32) -> Self {
+        self.options.outlier_consecutive_errors = Some(n);
+        self
+    }
+
+    /// Turns slow start on: members that become eligible ramp from `floor` (0-1) x weight to
+    /// their full weight over `ramp` (see [`Balancer::tick`]).
+    pub fn slow_start(mut self, ramp: Duration, floor: f64) -> Self {
+        self.options.slow_start_s = Some(ramp.as_secs_f64());
+        self.options.slow_start_floor = Some(floor);
+        self
+    }
+
     pub fn hash_table_bits(mut self, bits: u8) -> Self {
         self.options.hash_table_bits = Some(bits);
         self
@@ -417,13 +527,27 @@ impl<'c> Builder<'c> {
             .map(|_| HealthMachine::new(config.check.as_ref().map(|c| c.thresholds), initial))
             .collect();
         let index = config.members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-        let mut writer = Writer { config, machines, index, slots: HashMap::new(), generation: 0 };
+        let ramps = slow_start::Ramps::new(options.slow_start_s, options.slow_start_floor);
+        let mut writer = Writer {
+            config,
+            machines,
+            index,
+            slots: HashMap::new(),
+            generation: 0,
+            now: Duration::ZERO,
+            ramps,
+            ejections: outlier::Ejections::default(),
+            next_tick: None,
+        };
         writer.assign_slots();
+        writer.observe();
         let snapshot = Published::new(build_snapshot(&writer, &options, None));
         Ok(Balancer {
             snapshot,
             writer: Mutex::new(writer),
             wlc: wlc::Stripes::new(wrr::STRIPES),
+            loads: options.hash_balance_factor.map(|f| bounded::Loads::new(f.max(101))),
+            outlier: outlier::Rules::of(&options).map(|r| (r, Mutex::new(outlier::Counters::default()))),
             options,
             strategy_override: self.strategy,
         })
@@ -474,11 +598,13 @@ fn config_of(channel: &VpcChannel, strategy: Option<Strategy>) -> Config {
 }
 
 fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) -> Snapshot {
-    let health: Box<[HealthState]> = w.machines.iter().map(|m| m.state()).collect();
+    let health: Box<[HealthState]> = (0..w.machines.len()).map(|i| w.health_of(i)).collect();
+    // Slow start: ramping members (and everyone else, scaled alike) with their weights now.
+    let scaled = w.ramps.scaled(w.now, &w.config.members, &w.config.groups);
     let input = BuildInput {
         strategy: w.config.strategy,
-        members: &w.config.members,
-        groups: &w.config.groups,
+        members: scaled.as_ref().map_or(&w.config.members, |s| &s.members),
+        groups: scaled.as_ref().map_or(&w.config.groups, |s| &s.groups),
         health: &health,
         mode: options.group_weights,
         hash_bits: options.hash_table_bits,
@@ -487,13 +613,20 @@ fn build_snapshot(w: &Writer, options: &Options, previous: Option<&Snapshot>) ->
     };
     let prev_active = previous.and_then(|p| p.active.as_ref().ok());
     let active = snapshot::build_active(&input, prev_active);
+    let bounded = match (&active, options.hash_balance_factor) {
+        (Ok(a), Some(_)) if a.table.is_some() => Some(weight_shares(a, w.config.members.len()).into()),
+        _ => None,
+    };
     Snapshot {
         strategy: w.config.strategy,
         generation: w.generation,
         members: w.config.members.clone().into(),
         health,
-        track_in_flight: options.track_in_flight || w.config.strategy == Strategy::Wlc,
+        track_in_flight: options.track_in_flight
+            || w.config.strategy == Strategy::Wlc
+            || options.hash_balance_factor.is_some(),
         active,
+        bounded,
     }
 }
 
@@ -529,6 +662,9 @@ impl Balancer {
     fn select_in(&self, snap: &Snapshot, req: &Request<'_>) -> Result<Chosen, SelectError> {
         let active = snap.active.as_ref().map_err(|e| *e)?;
         let stripe = wrr::stripe();
+        if let (Some(loads), Some(shares)) = (&self.loads, &snap.bounded) {
+            return Ok(self.bounded_pick(snap, active, loads, shares, req, stripe));
+        }
         let idx = match snap.strategy {
             Strategy::Wrr => active.wrr_pick(stripe),
             Strategy::Wlc => return self.select_wlc(snap, active, stripe),
@@ -544,7 +680,9 @@ impl Balancer {
     fn select_wlc(&self, snap: &Snapshot, active: &Active, stripe: usize) -> Result<Chosen, SelectError> {
         let g = active.group_for(stripe);
         let m = self.wlc.pick(stripe, snap, active, g, None).ok_or(SelectError::AllTried)?;
-        Ok((snap.members[m as usize], Open::at(stripe)))
+        let member = snap.members[m as usize];
+        self.open_loads(member.slot);
+        Ok((member, Open::at(stripe)))
     }
 
     /// Selects a member other than those in `tried` (a retry). Hash strategies walk the key's
@@ -568,7 +706,11 @@ impl Balancer {
                 let first = active.group_for(stripe);
                 let order = std::iter::once(first).chain((0..active.groups.len()).filter(|&g| g != first));
                 let found = order.into_iter().find_map(|g| self.wlc.pick(stripe, &snap, active, g, Some(&untried)));
-                found.map(|m| (snap.members[m as usize], Open::at(stripe)))
+                found.map(|m| {
+                    let member = snap.members[m as usize];
+                    self.open_loads(member.slot);
+                    (member, Open::at(stripe))
+                })
             }
             Strategy::SourceIp => {
                 active.hash_pick_filtered(ip_key(req.client), &untried).map(|i| self.chosen(&snap, i, stripe))
@@ -586,11 +728,46 @@ impl Balancer {
         let member = snap.members[idx as usize];
         let open = if snap.track_in_flight {
             self.wlc.open(stripe, member.slot);
+            self.open_loads(member.slot);
             Open::at(stripe)
         } else {
             Open::NONE
         };
         (member, open)
+    }
+
+    /// Counts a tracked pick for bounded-load hashing, when it is on (every tracked pick, so
+    /// that the drop's close always has its open).
+    #[inline]
+    fn open_loads(&self, slot: u32) {
+        if let Some(loads) = &self.loads {
+            loads.open(slot);
+        }
+    }
+
+    /// A hash pick under `hash_balance_factor`: the key's first choice, or the next member in its
+    /// preference order that is under its bound.
+    fn bounded_pick(
+        &self,
+        snap: &Snapshot,
+        active: &Active,
+        loads: &bounded::Loads,
+        shares: &[f64],
+        req: &Request<'_>,
+        stripe: usize,
+    ) -> Chosen {
+        let Some(table) = &active.table else { return self.chosen(snap, active.hash_pick(0), stripe) };
+        let bucket = hash::bucket_of(self.key_of(snap.strategy, req), table.bits);
+        let first = table.owners[bucket];
+        let slot_of = |i: u32| snap.members[i as usize].slot;
+        let idx = loads.choose(active, bucket, first, slot_of, |i| shares[i as usize]);
+        self.chosen(snap, idx, stripe)
+    }
+
+    /// Bounded-load hashing's counts so far: (hash picks, picks that went past their key's first
+    /// choice because it was full). `None` when `hash_balance_factor` is off.
+    pub fn bounded_load_stats(&self) -> Option<(u64, u64)> {
+        self.loads.as_ref().map(bounded::Loads::stats)
     }
 
     /// The key's preference order over the active tier's eligible members (hash strategies):
@@ -613,6 +790,30 @@ impl Balancer {
             Strategy::UriHash => uri_key(req.uri, self.options.uri_hash_key),
             _ => ip_key(req.client),
         }
+    }
+
+    /// Tells the balancer the time: virtual time in a simulation, time since a fixed start on a
+    /// monotonic clock in a live proxy (never earlier than a time told before; such a call is
+    /// ignored). Rebuilds the snapshot when a slow-start ramp reaches its next step or an
+    /// ejection ends. Call it at [`Balancer::next_tick`], or simply every few tens of
+    /// milliseconds. Returns the members back from ejection, with their health now.
+    pub fn tick(&self, now: Duration) -> Vec<(MemberId, HealthState)> {
+        let mut w = self.writer.lock();
+        if now > w.now {
+            w.now = now;
+        }
+        let now = w.now;
+        let back = w.ejections.expire(now);
+        if !back.is_empty() || w.next_tick.is_some_and(|t| t <= now) {
+            self.publish(&mut w);
+        }
+        back.into_iter().filter_map(|id| w.index.get(&id).map(|&i| (id, w.health_of(i)))).collect()
+    }
+
+    /// When the balancer next needs [`Balancer::tick`] (a slow-start step); `None`: not until
+    /// something else changes.
+    pub fn next_tick(&self) -> Option<Duration> {
+        self.writer.lock().next_tick
     }
 
     /// Handle for feeding check results into the members' threshold state machines.
@@ -681,6 +882,7 @@ impl Balancer {
     }
 
     fn publish(&self, w: &mut Writer) {
+        w.observe();
         w.generation += 1;
         let prev = self.snapshot.load();
         let next = build_snapshot(w, &self.options, Some(&prev));
@@ -706,12 +908,25 @@ fn expected_shares(snap: &Snapshot) -> Vec<Option<f64>> {
         }
         return out;
     }
+    let shares = weight_shares(active, snap.members.len());
+    for g in active.groups.iter() {
+        for &i in g.members.iter() {
+            out[i as usize] = Some(shares[i as usize]);
+        }
+    }
+    out
+}
+
+/// Each member's weight share (group share times in-group share in hierarchical mode), by
+/// member index; 0 outside the active tier.
+fn weight_shares(active: &Active, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n];
     let gsum: f64 = active.groups.iter().map(|g| f64::from(g.weight)).sum();
     for g in active.groups.iter() {
         let gshare = if active.groups.len() == 1 { 1.0 } else { f64::from(g.weight) / gsum };
         let msum: f64 = g.weights.iter().map(|&w| f64::from(w)).sum();
         for (&i, &w) in g.members.iter().zip(g.weights.iter()) {
-            out[i as usize] = Some(if msum > 0.0 { gshare * f64::from(w) / msum } else { 0.0 });
+            out[i as usize] = if msum > 0.0 { gshare * f64::from(w) / msum } else { 0.0 };
         }
     }
     out
@@ -729,6 +944,36 @@ impl HealthHandle<'_> {
         self.apply(id, |m| m.record(outcome))
     }
 
+    /// [`HealthHandle::record`] at a time (see [`Balancer::tick`]): a member that recovers starts
+    /// its slow-start ramp then.
+    pub fn record_at(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
+        let mut w = self.lb.writer.lock();
+        if now > w.now {
+            w.now = now;
+        }
+        drop(w);
+        self.record(id, outcome)
+    }
+
+    /// Passive health: one response of a member at `now` (see [`Balancer::tick`]); a 5xx answer
+    /// or a failed connection is an `Outcome::Failure`. Returns `Some(Ejected)` when this response
+    /// made outlier detection eject the member; `None` otherwise, always when it is off.
+    pub fn record_response(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
+        let (rules, counters) = self.lb.outlier.as_ref()?;
+        if !counters.lock().record(rules, id, outcome, now) {
+            return None;
+        }
+        let mut w = self.lb.writer.lock();
+        if now > w.now {
+            w.now = now;
+        }
+        w.index.get(&id)?;
+        let (now, n) = (w.now, w.config.members.len());
+        w.ejections.eject(rules, id, now, n)?;
+        self.lb.publish(&mut w);
+        Some(HealthState::Ejected)
+    }
+
     /// Marks a member unhealthy at once, without waiting for `threshold_abnormal`.
     pub fn force_unhealthy(&self, id: MemberId) -> Option<HealthState> {
         self.apply(id, HealthMachine::force_unhealthy)
@@ -737,7 +982,7 @@ impl HealthHandle<'_> {
     /// The member's current health, `None` for an unknown id.
     pub fn state(&self, id: MemberId) -> Option<HealthState> {
         let w = self.lb.writer.lock();
-        w.index.get(&id).map(|&i| w.machines[i].state())
+        w.index.get(&id).map(|&i| w.health_of(i))
     }
 
     fn apply(&self, id: MemberId, f: impl FnOnce(&mut HealthMachine) -> Option<HealthState>) -> Option<HealthState> {

@@ -27,6 +27,8 @@ pub(crate) struct Snapshot {
     pub(crate) health: Box<[HealthState]>,
     pub(crate) track_in_flight: bool,
     pub(crate) active: Result<Active, SelectError>,
+    /// Bounded-load hashing (`hash_balance_factor`): each member's weight share, by index.
+    pub(crate) bounded: Option<Box<[f64]>>,
 }
 
 /// The eligible members of the active tier, grouped, with each strategy's structures.
@@ -80,7 +82,7 @@ pub(crate) struct BuildInput<'a> {
 
 /// Second-level bucket seeds differ from the first level's, so that a key's group and its member
 /// within the group are drawn independently.
-const MEMBER_LEVEL: u64 = 0x5851_F42D_4C95_7F2D;
+pub(crate) const MEMBER_LEVEL: u64 = 0x5851_F42D_4C95_7F2D;
 
 pub(crate) fn build_active(input: &BuildInput<'_>, previous: Option<&Active>) -> Result<Active, SelectError> {
     let members = input.members;

@@ -10,6 +10,9 @@
 use crate::model::{CheckMethod, CheckProtocol, HttpCodes, VpcHealthConfig};
 use std::fmt;
 
+mod intervals;
+pub use intervals::{CheckPolicy, Verdict};
+
 /// The result of one health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -24,6 +27,9 @@ pub enum HealthState {
     Unknown,
     Healthy,
     Unhealthy,
+    /// Taken out by passive health (outlier detection) until its ejection ends; never a state of
+    /// the threshold machine.
+    Ejected,
 }
 
 impl HealthState {
@@ -32,12 +38,13 @@ impl HealthState {
             HealthState::Unknown => "unknown",
             HealthState::Healthy => "healthy",
             HealthState::Unhealthy => "unhealthy",
+            HealthState::Ejected => "ejected",
         }
     }
 
     /// Whether a member in this state may be selected.
     pub fn is_eligible(self) -> bool {
-        self != HealthState::Unhealthy
+        !matches!(self, HealthState::Unhealthy | HealthState::Ejected)
     }
 }
 

@@ -18,6 +18,7 @@
 
 use super::stats::{ProxyStats, Reason, Tally};
 use crate::balancer::{MemberId, OwnedPick};
+use crate::health::Outcome;
 use crate::{Balancer, Request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -87,9 +88,13 @@ pub struct Proxy {
     stats: Arc<ProxyStats>,
     stop: Option<oneshot::Sender<Duration>>,
     task: JoinHandle<()>,
+    /// Ticks the balancer's clock when a time-driven option (slow start, outlier) is on.
+    ticker: Option<JoinHandle<()>>,
 }
 
 struct Shared {
+    /// The origin of the balancer's clock (`Balancer::tick`, `record_response`).
+    origin: Instant,
     lb: Arc<Balancer>,
     cfg: ProxyConfig,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -122,11 +127,16 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(512)
             .build(connector);
-        let shared = Arc::new(Shared { lb, cfg, client, stats: Arc::clone(&stats) });
+        let origin = Instant::now();
+        let o = lb.options();
+        let timed =
+            o.slow_start_s.is_some() || o.outlier_consecutive_errors.is_some() || o.outlier_failure_rate.is_some();
+        let ticker = timed.then(|| tokio::spawn(tick_loop(Arc::clone(&lb), origin)));
+        let shared = Arc::new(Shared { origin, lb, cfg, client, stats: Arc::clone(&stats) });
         let (stop, stopped) = oneshot::channel::<Duration>();
         let task = tokio::spawn(accept_loop(listener, shared, stopped));
         tracing::info!(%addr, "proxy listening");
-        Ok(Proxy { addr, stats, stop: Some(stop), task })
+        Ok(Proxy { addr, stats, stop: Some(stop), task, ticker })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -143,6 +153,9 @@ impl Proxy {
             let _ = stop.send(grace);
         }
         let _ = (&mut self.task).await;
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
     }
 }
 
@@ -151,7 +164,25 @@ impl Drop for Proxy {
         if self.stop.is_some() {
             self.task.abort();
         }
+        if let Some(t) = &self.ticker {
+            t.abort();
+        }
     }
+}
+
+/// Tells the balancer the time every 20 ms (slow-start steps, ends of ejections).
+async fn tick_loop(lb: Arc<Balancer>, origin: Instant) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        ticks.tick().await;
+        lb.tick(origin.elapsed());
+    }
+}
+
+/// Passive health: an attempt's outcome into outlier detection (nothing when it is off).
+fn passive(shared: &Shared, id: MemberId, ok: bool) {
+    let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+    let _ = shared.lb.health().record_response(id, outcome, shared.origin.elapsed());
 }
 
 fn server_builder(cfg: &ProxyConfig) -> auto::Builder<TokioExecutor> {
@@ -355,6 +386,7 @@ async fn handle(
             }
             Ok(Ok(resp)) => {
                 let status = resp.status();
+                passive(&shared, id, !status.is_server_error());
                 tally.attempt_answered(id, status.as_u16(), started.elapsed());
                 if !tried.is_empty() {
                     stats.retried();
@@ -368,6 +400,7 @@ async fn handle(
             }
         };
         tally.attempt_failed(id, reason);
+        passive(&shared, id, false);
         tracing::debug!(member = %id, ?reason, attempt, "attempt failed");
         last = reason;
         tried.push(id);

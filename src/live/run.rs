@@ -93,7 +93,7 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     let probe_tls = opts.probe_tls.take();
     let prober: Option<ProbeHandle> = lb.check().map(|check| {
         let targets = members.iter().filter_map(|m| upstreams.get(m).map(|a| (*m, *a))).collect();
-        let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None };
+        let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None, policy: sc.balancer.check_policy() };
         spawn_probes(Arc::clone(&lb), check, targets, popts)
     });
     // Expected shares in force from each health transition on, and the key space's moves.
@@ -333,6 +333,7 @@ fn report(
         keys: u64::from(if opts.strategy == Strategy::SourceIp { sc.traffic.clients } else { sc.traffic.uris }),
         remapped_on_fault: Some(round6(tracked.remapped)),
         returned_on_recovery: Some(round6(tracked.returned)),
+        moved_off_first_choice: crate::sim::metrics::moved_off_first_choice(std::slice::from_ref(lb)),
     });
     let windows = figures.first().map_or(0, |f| f.timeline.len());
     let timeline = (0..windows)
@@ -359,6 +360,7 @@ fn report(
         endpoint_groups: Vec::new(),
         protection_group: None,
         sim: None,
+        balancer: sc.balancer.clone(),
         latency_cdf,
     }
 }

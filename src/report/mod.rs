@@ -36,6 +36,8 @@ pub struct Report {
     pub endpoint_groups: Vec<EndpointGroupReport>,
     pub protection_group: Option<ProtectionGroupReport>,
     pub sim: Option<SimStats>,
+    /// The `[balancer]` options in force (an option that is off is `null`).
+    pub balancer: crate::balancer::Options,
     /// Latency CDF points `(ms, fraction of requests at or below)`, for the HTML chart. Not part
     /// of the JSON contract.
     #[serde(skip)]
@@ -90,7 +92,7 @@ pub struct MemberReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthPoint {
     pub at_s: f64,
-    /// `unknown`, `healthy`, `unhealthy` (and `ejected` once passive health exists).
+    /// `unknown`, `healthy`, `unhealthy`, or `ejected` (outlier detection).
     pub state: String,
 }
 
@@ -121,6 +123,9 @@ pub struct HashReport {
     /// Fraction of the key space (0-1) that left its first owner and was back with it at the end
     /// of the run (keys return when their member recovers).
     pub returned_on_recovery: Option<f64>,
+    /// Bounded-load hashing (`hash_balance_factor`): the fraction (0-1) of hash picks that went
+    /// past their key's first choice because it was full; `null` when the option is off.
+    pub moved_off_first_choice: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]

@@ -7,7 +7,7 @@ use super::queue::EventQueue;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
 use super::traffic::{client_addr, mix_seed, Popularity, ServiceSampler};
 use crate::balancer::{MemberId, Pick, Strategy};
-use crate::health::{CheckConfig, HealthState, Outcome};
+use crate::health::{CheckConfig, CheckPolicy, HealthState, Outcome, Verdict};
 use crate::model::{CheckProtocol, VpcChannel};
 use crate::report::Report;
 use crate::{Balancer, Request};
@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::IpAddr;
+use std::time::Duration;
 
 mod pause;
 pub use pause::{run_until, Paused};
@@ -103,6 +104,11 @@ fn write_uri(buf: &mut String, uri: u32) {
     }
 }
 
+/// Simulated time as the balancer's clock.
+fn clock(t: Micros) -> Duration {
+    Duration::from_micros(t)
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Arrival,
@@ -112,9 +118,13 @@ enum Ev {
     Timeout(u32, u32),
     Probe(u32),
     ProbeResult(u32, Outcome),
+    /// A check answered a status outside `http_code` and `retriable_codes`.
+    ProbeFatal(u32),
     Change(u32),
     FailoverStart,
     FailoverDone,
+    /// A balancer's time-driven rebuild is due (channel).
+    Tick(u32),
 }
 
 /// Why an attempt failed.
@@ -228,6 +238,12 @@ struct Engine<'a, 'w> {
     events: u64,
     /// GA dials in force (0 for a group with nothing eligible), kept by `account`.
     dials: Vec<f64>,
+    /// Per channel: the pending `Ev::Tick`, if any.
+    ticks: Vec<Option<Micros>>,
+    /// Outlier detection is on: attempts' outcomes go to the balancers.
+    outlier: bool,
+    /// `unhealthy_interval`, `interval_jitter_percent`, `retriable_codes`.
+    policy: CheckPolicy,
 }
 
 #[derive(Default)]
@@ -339,6 +355,9 @@ impl<'a, 'w> Engine<'a, 'w> {
             failover: Failover::default(),
             events: 0,
             dials: Vec::new(),
+            ticks: vec![None; lbs.len()],
+            outlier: sc.balancer.outlier_consecutive_errors.is_some() || sc.balancer.outlier_failure_rate.is_some(),
+            policy: sc.balancer.check_policy(),
         };
         for c in 0..e.channels.len() {
             e.register_members(c, 0);
@@ -434,7 +453,8 @@ impl<'a, 'w> Engine<'a, 'w> {
             Ev::ServiceEnd(slot, gen) => self.service_end(t, slot, gen)?,
             Ev::Timeout(slot, gen) => self.timeout(t, slot, gen)?,
             Ev::Probe(m) => self.probe(t, m),
-            Ev::ProbeResult(m, outcome) => self.probe_result(t, m, outcome),
+            Ev::ProbeResult(m, outcome) => self.probe_result(t, m, Some(outcome)),
+            Ev::ProbeFatal(m) => self.probe_result(t, m, None),
             Ev::Change(i) => self.change(t, i as usize)?,
             Ev::FailoverStart => {
                 let fs = self.sc.protection_group.as_ref().map_or(0.0, |p| p.failover_s);
@@ -447,10 +467,13 @@ impl<'a, 'w> Engine<'a, 'w> {
                 self.m.failover_done(secs(t));
                 for c in 0..self.channels.len() {
                     let ch = standby_overlay(self.sc, &self.channels[c], true, &self.sc.backends);
+                    self.lbs[c].tick(clock(t));
                     self.lbs[c].update(&ch)?;
+                    self.arm_tick(c);
                 }
                 self.account(t);
             }
+            Ev::Tick(c) => self.tick(t, c as usize),
         }
         Ok(())
     }
@@ -651,6 +674,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         a.pick = None;
         let (req, start) = (a.req, a.start);
         self.m.attempt_done(m, t - start);
+        self.passive(t, m, Outcome::Success);
         self.trace_attempt(t, req, Some(m), "ok", Some(t - start))?;
         self.free_attempts.push(slot);
         self.finish(t, req, Ok(()))
@@ -681,6 +705,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             self.free_attempts.push(slot);
         }
         self.m.attempt_failed(m, secs(t));
+        self.passive(t, m, Outcome::Failure);
         self.trace_attempt(t, req, Some(m), why.as_str(), Some(t - start))?;
         let id = self.backends[m as usize].id;
         let r = &mut self.reqs[req as usize];
@@ -731,39 +756,56 @@ impl<'a, 'w> Engine<'a, 'w> {
             return;
         }
         let b = &self.backends[m as usize];
+        let (bc, bid) = (b.channel, b.id);
         let Some(check) = self.checks[b.channel].clone() else { return };
         let cond = b.faults.at(secs(t));
         let saturated = b.busy >= b.spec.max_in_flight && b.queue.len() as u32 >= b.spec.max_queue;
-        let (outcome, after) = if cond.down {
-            (Outcome::Failure, 0) // refused at once
+        let (verdict, after) = if cond.down {
+            (Verdict::Failure, 0) // refused at once
         } else if check.protocol == CheckProtocol::Tcp {
-            (Outcome::Success, 0)
+            (Verdict::Success, 0)
         } else if saturated {
-            (if check.status_ok(503) { Outcome::Success } else { Outcome::Failure }, 0)
+            (self.policy.verdict(&check, 503), 0)
         } else {
             let lat_ms = self.sc.traffic.service_time_ms.median() * b.spec.speed * cond.slow;
             let timeout_ms = f64::from(check.timeout_s) * 1e3;
             if lat_ms >= timeout_ms {
-                (Outcome::Failure, us(timeout_ms / 1e3))
+                (Verdict::Failure, us(timeout_ms / 1e3))
             } else {
                 let status =
                     if cond.error_rate > 0.0 && self.rng.probes.gen::<f64>() < cond.error_rate { 500 } else { 200 };
-                (if check.status_ok(status) { Outcome::Success } else { Outcome::Failure }, us(lat_ms / 1e3))
+                (self.policy.verdict(&check, status), us(lat_ms / 1e3))
             }
         };
-        self.schedule(t + after, Ev::ProbeResult(m, outcome));
-        self.schedule(t + us(f64::from(check.interval_s)), Ev::Probe(m));
+        let ev = match verdict {
+            Verdict::Success => Ev::ProbeResult(m, Outcome::Success),
+            Verdict::Failure => Ev::ProbeResult(m, Outcome::Failure),
+            Verdict::Fatal => Ev::ProbeFatal(m),
+        };
+        self.schedule(t + after, ev);
+        // `unhealthy_interval` and `interval_jitter_percent`: the next check's interval follows
+        // the member's health as this one starts; a jitter draw only when jitter is on.
+        let unhealthy = self.lbs[bc].health().state(bid) == Some(HealthState::Unhealthy);
+        let u = if self.policy.jitters() { self.rng.probes.gen::<f64>() } else { 0.5 };
+        self.schedule(t + us(self.policy.interval_s(&check, unhealthy, u)).max(1), Ev::Probe(m));
     }
 
-    fn probe_result(&mut self, t: Micros, m: u32, outcome: Outcome) {
+    /// A check's result; `None`: a status that marks the member unhealthy at once.
+    fn probe_result(&mut self, t: Micros, m: u32, outcome: Option<Outcome>) {
         let b = &self.backends[m as usize];
         let lb = &self.lbs[b.channel];
-        if let Some(state) = lb.health().record(b.id, outcome) {
+        let c = b.channel;
+        let changed = match outcome {
+            Some(o) => lb.health().record_at(b.id, o, clock(t)),
+            None => lb.health().force_unhealthy(b.id),
+        };
+        if let Some(state) = changed {
             self.m.health_changed(m, secs(t), state);
             if let Some(ks) = lb.key_space() {
-                self.m.key_space_changed(b.channel, &ks);
+                self.m.key_space_changed(c, &ks);
             }
             self.account(t);
+            self.arm_tick(c);
         }
     }
 
@@ -776,11 +818,59 @@ impl<'a, 'w> Engine<'a, 'w> {
         }
         let failed_over = self.failover.done.is_some();
         let ch = standby_overlay(self.sc, &self.channels[c], failed_over, &self.sc.backends);
+        self.lbs[c].tick(clock(t));
         self.lbs[c].update(&ch)?;
+        self.arm_tick(c);
         self.checks[c] = self.lbs[c].check();
         self.register_members(c, t);
         self.account(t);
         Ok(())
+    }
+
+    // === time-driven balancer options (slow start, outlier detection) ===
+
+    /// Passive health: an attempt's outcome into outlier detection (when it is on).
+    fn passive(&mut self, t: Micros, m: u32, outcome: Outcome) {
+        if !self.outlier {
+            return;
+        }
+        let (id, c) = (self.backends[m as usize].id, self.backends[m as usize].channel);
+        if let Some(state) = self.lbs[c].health().record_response(id, outcome, clock(t)) {
+            self.m.health_changed(m, secs(t), state);
+            if let Some(ks) = self.lbs[c].key_space() {
+                self.m.key_space_changed(c, &ks);
+            }
+            self.account(t);
+            self.arm_tick(c);
+        }
+    }
+
+    /// Schedules channel `c`'s next balancer tick, if it needs one before the end of the run.
+    fn arm_tick(&mut self, c: usize) {
+        let Some(next) = self.lbs[c].next_tick() else { return };
+        let t = next.as_micros().min(u128::from(u64::MAX)) as Micros;
+        if t >= self.end || self.ticks[c].is_some_and(|p| p <= t) {
+            return;
+        }
+        self.ticks[c] = Some(t);
+        self.schedule(t, Ev::Tick(c as u32));
+    }
+
+    fn tick(&mut self, t: Micros, c: usize) {
+        if self.ticks[c] != Some(t) {
+            return; // superseded by an earlier tick
+        }
+        self.ticks[c] = None;
+        for (id, state) in self.lbs[c].tick(clock(t)) {
+            if let Some(&m) = self.index.get(&id) {
+                self.m.health_changed(m, secs(t), state);
+            }
+        }
+        if let Some(ks) = self.lbs[c].key_space() {
+            self.m.key_space_changed(c, &ks);
+        }
+        self.account(t);
+        self.arm_tick(c);
     }
 
     /// Records the expected shares in force from `t` on.

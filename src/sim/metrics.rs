@@ -388,6 +388,7 @@ impl Metrics {
             },
             remapped_on_fault: Some(frac(moved)),
             returned_on_recovery: Some(frac(back)),
+            moved_off_first_choice: moved_off_first_choice(f.lbs),
         });
         let timeline = (0..self.windows)
             .map(|w| TimelineEntry {
@@ -457,9 +458,21 @@ impl Metrics {
                 wall_ms: f.wall_ms.map(round6),
                 requests_per_s: f.wall_ms.map(|w| if w > 0.0 { (self.total as f64 / (w / 1e3)).round() } else { 0.0 }),
             }),
+            balancer: f.scenario.balancer.clone(),
             latency_cdf: cdf,
         }
     }
+}
+
+/// `hash.moved_off_first_choice` over the channels' balancers; `None` when bounded-load hashing
+/// is off.
+pub(crate) fn moved_off_first_choice(lbs: &[Balancer]) -> Option<f64> {
+    let stats: Vec<(u64, u64)> = lbs.iter().filter_map(Balancer::bounded_load_stats).collect();
+    if stats.is_empty() {
+        return None;
+    }
+    let (picks, moved) = stats.iter().fold((0, 0), |a, s| (a.0 + s.0, a.1 + s.1));
+    Some(if picks > 0 { round6(moved as f64 / picks as f64) } else { 0.0 })
 }
 
 fn popcount(bits: &[u64]) -> u64 {

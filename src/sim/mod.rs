@@ -10,6 +10,7 @@
 mod engine;
 pub mod faults;
 pub(crate) mod metrics;
+mod options_check;
 mod queue;
 pub mod scenario;
 pub mod traffic;

@@ -338,6 +338,7 @@ fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, Validat
             own.invalid("balancer.hash_table_bits", format!("must be within 12-24, got {bits}"));
         }
     }
+    super::options_check::check(&raw.balancer, &mut own);
     raw.traffic.check(&mut own, "traffic");
 
     // Channels: one [channel], or one per [[endpoint_groups]].

@@ -34,7 +34,7 @@ pub fn with_check(mut v: Value, normal: i64, abnormal: i64) -> Value {
 }
 
 /// DESIGN §7's top-level report keys, each always present (null or [] when it does not apply).
-pub const TOP_KEYS: [&str; 15] = [
+pub const TOP_KEYS: [&str; 16] = [
     "scenario",
     "strategy",
     "mode",
@@ -50,4 +50,5 @@ pub const TOP_KEYS: [&str; 15] = [
     "endpoint_groups",
     "protection_group",
     "sim",
+    "balancer",
 ];

@@ -2,7 +2,7 @@
 
 use super::{probe_host, ProbeResult, TlsProbe};
 use crate::balancer::{Balancer, MemberId};
-use crate::health::{CheckConfig, HealthState, Outcome};
+use crate::health::{CheckConfig, CheckPolicy, HealthState, Outcome, Verdict};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -26,6 +26,8 @@ pub struct ProbeOptions {
     /// Probe every this often instead of `time_interval` (tests and fast demos). The probe
     /// timeout stays `timeout`; one member's probes never overlap.
     pub interval_override: Option<Duration>,
+    /// `retriable_codes`: a status outside it and `http_code` marks the member unhealthy at once.
+    pub policy: crate::health::CheckPolicy,
 }
 
 /// A member's health transition, as the prober caused it.
@@ -157,6 +159,7 @@ pub fn spawn_probes(
     let (stop, _) = watch::channel(false);
     let check = Arc::new(check);
     let tls = opts.tls.map(Arc::new);
+    let policy = Arc::new(opts.policy);
     let mut tasks = Vec::with_capacity(targets.len());
     let mut delays = Vec::with_capacity(targets.len());
     for (member, addr) in targets {
@@ -171,6 +174,7 @@ pub fn spawn_probes(
             first: shared.start + delay,
             interval,
             shared: shared.clone(),
+            policy: policy.clone(),
         };
         tasks.push(tokio::spawn(task.run(stop.subscribe())));
     }
@@ -186,6 +190,7 @@ struct MemberTask {
     first: Instant,
     interval: Duration,
     shared: Arc<Shared>,
+    policy: Arc<CheckPolicy>,
 }
 
 impl MemberTask {
@@ -210,7 +215,12 @@ impl MemberTask {
 
     fn record(&self, result: ProbeResult) {
         let at = self.shared.start.elapsed();
-        let transition = self.lb.health().record(self.member, result.outcome);
+        let fatal = result.status.is_some_and(|s| self.policy.verdict(&self.check, s) == Verdict::Fatal);
+        let transition = if fatal {
+            self.lb.health().force_unhealthy(self.member)
+        } else {
+            self.lb.health().record(self.member, result.outcome)
+        };
         let status = result.status;
         let elapsed_ms = result.elapsed.as_millis() as u64;
         let failure = result.failure.as_ref().map(|f| f.to_string());
