@@ -19,7 +19,9 @@ mod ga;
 pub mod ids;
 mod lbsim;
 mod sdrs;
+pub mod sign;
 pub mod state;
+pub mod store;
 mod vpc_channels;
 mod zstack;
 
