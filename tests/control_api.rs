@@ -113,11 +113,11 @@ struct Api {
 }
 
 async fn start_with(env: Env, max_body_bytes: usize) -> Api {
-    let tokens = vec![Token::parse(TOKEN).unwrap(), Token::parse("scoped@proj1").unwrap()];
-    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), Auth { tokens });
+    let tokens = vec![Token::parse(TOKEN).unwrap(), Token::parse("scoped@p1").unwrap()];
+    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), Auth { tokens, aksk: None });
     cfg.env = env;
     cfg.max_body_bytes = max_body_bytes;
-    cfg.job_duration = Duration::from_millis(200);
+    cfg.job_duration = Duration::from_millis(1500);
     let server = Server::start(cfg).await.expect("server");
     Api { server, client: Client::builder(TokioExecutor::new()).build_http() }
 }
@@ -265,7 +265,7 @@ async fn seed_002_003_004_examples() {
     // ZStack's error shape, for a bad weight and for a bad session.
     let (s, v) = api.raw("POST", &path, &oauth, r#"{"params":{"servers":[{"192.168.1.2":"200"}]}}"#.into()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SYS.1007")), "{v}");
-    assert_eq!(v["error"]["errors"][0]["parameter"], "params.servers[0]");
+    assert!(v["error"]["errors"][0]["parameter"].as_str().is_some_and(|p| p.starts_with("params.servers[0]")), "{v}");
     let (s, v) = api.raw("POST", &path, &[("authorization", "OAuth wrong")], SEED_002_REQUEST.into()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("ID.1001")), "{v}");
 
@@ -390,7 +390,10 @@ async fn traffic_faults_and_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdrs_failover_moves_traffic_to_the_target_az() {
-    let az = |m: &str, z: &str| BackendSpec { az: Some(z.into()), ..BackendSpec::default_for(lbsim::MemberId::parse(m).unwrap()) };
+    let az = |m: &str, z: &str| BackendSpec {
+        az: Some(z.into()),
+        ..BackendSpec::default_for(lbsim::MemberId::parse(m).unwrap())
+    };
     let api = start_with(fast_env(vec![az("10.0.1.1:8080", "AZ01"), az("10.0.2.1:8080", "AZ02")]), 1 << 20).await;
     let ch = api.channel("p1", &channel_body("dr_ch", json!([{"host": "10.0.1.1"}, {"host": "10.0.2.1"}]), None)).await;
     let port = api.lbsim(ch["id"].as_str().unwrap()).await["local_port"].as_u64().unwrap() as u16;

@@ -179,7 +179,8 @@ fn the_seeds_example_requests_validate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_answers_validate() {
     let doc = doc();
-    let cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), Auth { tokens: vec![Token::parse("t").unwrap()] });
+    let cfg =
+        ServeConfig::new("127.0.0.1:0".parse().unwrap(), Auth { tokens: vec![Token::parse("t").unwrap()], aksk: None });
     let server = Server::start(cfg).await.expect("server");
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let call = async |method: &str, path: &str, body: Value| -> (u16, Value) {

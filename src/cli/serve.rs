@@ -2,7 +2,7 @@
 
 use super::live::{logging, runtime};
 use super::{load, Failure};
-use crate::control::auth::{Auth, Scope, Token};
+use crate::control::auth::{Auth, KeyPair, Scope, Token};
 use crate::control::dataplane::Env;
 use crate::control::{ServeConfig, Server};
 use clap::Args;
@@ -26,6 +26,17 @@ pub(super) struct ServeArgs {
     /// to one project. Repeatable. Default: $LBSIM_TOKEN.
     #[arg(long)]
     token: Vec<String>,
+    /// Access key accepted in AK/SK-signed requests (`SDK-HMAC-SHA256`, as the cloud's SDKs
+    /// sign); with --sk.
+    #[arg(long, requires = "sk")]
+    ak: Option<String>,
+    /// Secret key of --ak.
+    #[arg(long, requires = "ak")]
+    sk: Option<String>,
+    /// Durable state file: every acknowledged change is written to it before the answer, and
+    /// the server starts from it.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Seconds an SDRS job (create, failover, delete) takes.
     #[arg(long, default_value_t = 1.0)]
     job_duration: f64,
@@ -51,8 +62,15 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     if raw.is_empty() {
         raw.extend(std::env::var("LBSIM_TOKEN").ok().filter(|t| !t.is_empty()));
     }
-    if raw.is_empty() {
-        return Err(Failure::Input("serve needs a token: --token T[@PROJECT] or LBSIM_TOKEN".into()));
+    let aksk = match (&args.ak, &args.sk) {
+        (Some(ak), Some(sk)) if !ak.is_empty() && !sk.is_empty() => Some(KeyPair { ak: ak.clone(), sk: sk.clone() }),
+        (None, None) => None,
+        _ => return Err(Failure::Input("--ak and --sk must both be given, and not empty".into())),
+    };
+    if raw.is_empty() && aksk.is_none() {
+        return Err(Failure::Input(
+            "serve needs a credential: --token T[@PROJECT] (or LBSIM_TOKEN), or --ak and --sk".into(),
+        ));
     }
     let tokens = raw
         .iter()
@@ -67,7 +85,8 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
         })
         .unwrap_or_else(|| DEFAULT_PROJECT.to_string());
     let scenario = args.scenario.as_deref().map(load).transpose()?;
-    let mut cfg = ServeConfig::new(args.listen, Auth { tokens });
+    let mut cfg = ServeConfig::new(args.listen, Auth { tokens, aksk });
+    cfg.state = args.state.clone();
     cfg.job_duration = Duration::from_secs_f64(args.job_duration);
     if let Some(sc) = &scenario {
         cfg.env = Env {
@@ -82,10 +101,14 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     logging(&args.log_level);
     runtime(args.workers)?.block_on(async move {
-        let server =
-            Server::start(cfg).await.map_err(|e| Failure::Runtime(format!("listening on {}: {e}", args.listen)))?;
+        let server = Server::start(cfg).await.map_err(|e| Failure::Runtime(e.to_string()))?;
         eprintln!("lbsim serve: API on http://{} (OpenAPI at /openapi.json)", server.addr());
-        if let Some(sc) = &scenario {
+        // A state file that already holds channels wins over the scenario's.
+        let restored = server.channel_count().await;
+        if restored > 0 {
+            eprintln!("lbsim serve: {restored} channel(s) restored from the state file");
+        }
+        if let Some(sc) = scenario.as_ref().filter(|_| restored == 0) {
             let channels: Vec<_> = sc.channels.iter().map(|c| c.channel.clone()).collect();
             server
                 .load_channels(&project, &channels)

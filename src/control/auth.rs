@@ -1,7 +1,15 @@
 //! Who may call the API: tokens (`X-Auth-Token`, ZStack's `Authorization: OAuth <session>`),
-//! compared in constant time, each optionally limited to one project (`--token T@PROJECT`).
+//! compared in constant time, each optionally limited to one project (`--token T@PROJECT`); or
+//! an AK/SK signature as the cloud's SDKs send it (`Authorization: SDK-HMAC-SHA256 ...` with
+//! `X-Sdk-Date`, [`super::sign`]), valid for every project.
 
+use super::ids::unix_now;
+use super::sign;
 use hyper::header::{HeaderMap, AUTHORIZATION};
+use subtle::ConstantTimeEq;
+
+/// The largest difference between a signed request's `X-Sdk-Date` and the server's clock.
+pub const MAX_SKEW_S: i64 = 15 * 60;
 
 /// What a caller may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,21 +59,63 @@ impl Token {
     }
 }
 
+/// An access key and its secret (`--ak`, `--sk`).
+#[derive(Clone)]
+pub struct KeyPair {
+    pub ak: String,
+    pub sk: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair").field("ak", &self.ak).finish_non_exhaustive()
+    }
+}
+
 /// The configured credentials.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     pub tokens: Vec<Token>,
+    pub aksk: Option<KeyPair>,
+}
+
+/// The parts of a request a signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub method: &'a str,
+    /// As received, still percent-encoded.
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: &'a [u8],
 }
 
 impl Auth {
-    /// The caller's scope, or `None` when the request carries no credential that matches.
+    /// The caller's scope: a matching token's, or every project for a valid AK/SK signature;
+    /// `None` otherwise.
+    pub fn check(&self, headers: &HeaderMap, req: Signed<'_>) -> Option<Scope> {
+        if let Some(scope) = self.check_token(headers) {
+            return Some(scope);
+        }
+        let kp = self.aksk.as_ref()?;
+        let checked =
+            sign::verify(req.method, req.path, req.query, headers, req.body, &kp.ak, &kp.sk, unix_now(), MAX_SKEW_S);
+        match checked {
+            Ok(()) => Some(Scope::All),
+            Err(sign::SignError::Missing) => None,
+            Err(e) => {
+                tracing::info!(error = %e, "signature refused");
+                None
+            }
+        }
+    }
+
     /// Every configured token is compared, in constant time each, so that timing reveals
     /// neither which token matched nor how much of one did.
-    pub fn check(&self, headers: &HeaderMap) -> Option<Scope> {
+    fn check_token(&self, headers: &HeaderMap) -> Option<Scope> {
         let presented = presented_token(headers)?;
         let mut found = None;
         for t in &self.tokens {
-            if ct_eq(t.secret.as_bytes(), presented.as_bytes()) && found.is_none() {
+            if bool::from(t.secret.as_bytes().ct_eq(presented.as_bytes())) && found.is_none() {
                 found = Some(t.scope.clone());
             }
         }
@@ -83,15 +133,6 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("OAuth").then(|| rest.trim())
 }
 
-/// Equality whose running time depends only on the lengths.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,22 +146,21 @@ mod tests {
 
     #[test]
     fn tokens_and_scopes() {
-        let auth = Auth { tokens: vec![Token::parse("admin").unwrap(), Token::parse("t1@proj1").unwrap()] };
-        assert_eq!(auth.check(&headers("x-auth-token", "admin")), Some(Scope::All));
-        assert_eq!(auth.check(&headers("x-auth-token", "t1")), Some(Scope::Project("proj1".into())));
-        assert_eq!(auth.check(&headers("authorization", "OAuth admin")), Some(Scope::All));
-        assert_eq!(auth.check(&headers("x-auth-token", "admi")), None);
-        assert_eq!(auth.check(&headers("x-auth-token", "admin2")), None);
-        assert_eq!(auth.check(&headers("authorization", "Bearer admin")), None);
-        assert_eq!(auth.check(&HeaderMap::new()), None);
+        let auth = Auth {
+            tokens: vec![Token::parse("admin").unwrap(), Token::parse("t1@proj1").unwrap()],
+            aksk: Some(KeyPair { ak: "AK".into(), sk: "SK".into() }),
+        };
+        let req = Signed { method: "GET", path: "/", query: "", body: b"" };
+        assert_eq!(auth.check(&headers("x-auth-token", "admin"), req), Some(Scope::All));
+        assert_eq!(auth.check(&headers("x-auth-token", "t1"), req), Some(Scope::Project("proj1".into())));
+        assert_eq!(auth.check(&headers("authorization", "OAuth admin"), req), Some(Scope::All));
+        assert_eq!(auth.check(&headers("x-auth-token", "admi"), req), None);
+        assert_eq!(auth.check(&headers("x-auth-token", "admin2"), req), None);
+        assert_eq!(auth.check(&headers("authorization", "Bearer admin"), req), None);
+        let forged = "SDK-HMAC-SHA256 Access=AK, SignedHeaders=x-sdk-date, Signature=00";
+        assert_eq!(auth.check(&headers("authorization", forged), req), None);
+        assert_eq!(auth.check(&HeaderMap::new(), req), None);
         assert!(Scope::Project("p".into()).allows("p") && !Scope::Project("p".into()).allows("q"));
         assert!(Token::parse("x@").is_err() && Token::parse("").is_err());
-    }
-
-    #[test]
-    fn constant_time_equality_is_equality() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd") && !ct_eq(b"abc", b"ab") && !ct_eq(b"", b"a"));
-        assert!(ct_eq(b"", b""));
     }
 }

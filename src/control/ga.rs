@@ -4,7 +4,7 @@
 
 use super::errors::ApiError;
 use super::ids::now_utc;
-use super::state::{Endpoint, EndpointGroupRecord, Registry};
+use super::state::{Endpoint, EndpointGroupRecord, Registry, ENDPOINT_GROUP};
 use super::{plain_body, seed_body, Ctx, Handled, Reply};
 use crate::model::{Api, EndpointGroupBody, Problem};
 use hyper::StatusCode;
@@ -81,7 +81,9 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
         endpoints: Vec::new(),
     };
     let out = detail(&rec);
-    ctx.registry().await.endpoint_groups.insert(rec.id.clone(), rec);
+    let mut reg = ctx.registry().await;
+    ctx.save(ENDPOINT_GROUP, &rec.id, &rec).await?;
+    reg.endpoint_groups.insert(rec.id.clone(), rec);
     Reply::json(StatusCode::CREATED, json!({"endpoint_group": out, "request_id": ctx.request_id}))
 }
 
@@ -109,6 +111,7 @@ pub async fn show(ctx: &Ctx) -> Handled {
 pub async fn delete(ctx: &Ctx) -> Handled {
     let mut reg = ctx.registry().await;
     let id = find(ctx, &reg)?.id.clone();
+    ctx.forget(ENDPOINT_GROUP, &id).await?;
     reg.endpoint_groups.remove(&id);
     Reply::no_content()
 }
@@ -160,6 +163,7 @@ pub async fn add_endpoint(ctx: &Ctx, body: &[u8]) -> Handled {
     let Some(g) = reg.endpoint_groups.get_mut(&gid) else { return Err(ctx.internal(&"endpoint group vanished")) };
     g.endpoints.push(e.clone());
     let g = g.clone();
+    ctx.save(ENDPOINT_GROUP, &g.id, &g).await?;
     Reply::json(StatusCode::CREATED, json!({"endpoint": endpoint_detail(&reg, &g, &e), "request_id": ctx.request_id}))
 }
 
@@ -184,5 +188,7 @@ pub async fn delete_endpoint(ctx: &Ctx) -> Handled {
     if g.endpoints.len() == before {
         return Err(ApiError::not_found(Api::Ga, "endpoint", eid));
     }
+    let g = g.clone();
+    ctx.save(ENDPOINT_GROUP, &g.id, &g).await?;
     Reply::no_content()
 }

@@ -25,7 +25,7 @@ pub mod store;
 mod vpc_channels;
 mod zstack;
 
-use self::auth::{Auth, Scope};
+use self::auth::{Auth, Scope, Signed};
 use self::dataplane::Env;
 use self::errors::ApiError;
 use self::state::{Control, Registry};
@@ -262,6 +262,15 @@ impl Ctx {
     pub async fn registry(&self) -> tokio::sync::MutexGuard<'_, Registry> {
         self.control.registry.lock().await
     }
+
+    /// Makes a record durable before the change is acknowledged (500 if it cannot be).
+    pub async fn save<T: serde::Serialize>(&self, kind: &'static str, id: &str, value: &T) -> Result<(), ApiError> {
+        self.control.save(kind, id, value).await.map_err(|e| self.internal(&e))
+    }
+
+    pub async fn forget(&self, kind: &'static str, id: &str) -> Result<(), ApiError> {
+        self.control.forget(kind, id).await.map_err(|e| self.internal(&e))
+    }
 }
 
 /// A success answer.
@@ -345,12 +354,33 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// How long an SDRS job takes to complete.
     pub job_duration: Duration,
+    /// The durable store's file (`--state`): every acknowledged change is in it, and the server
+    /// starts from it.
+    pub state: Option<std::path::PathBuf>,
 }
 
 impl ServeConfig {
     pub fn new(listen: SocketAddr, auth: Auth) -> ServeConfig {
-        ServeConfig { listen, auth, env: Env::default(), max_body_bytes: 1 << 20, job_duration: Duration::from_secs(1) }
+        ServeConfig {
+            listen,
+            auth,
+            env: Env::default(),
+            max_body_bytes: 1 << 20,
+            job_duration: Duration::from_secs(1),
+            state: None,
+        }
     }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    State(#[from] state::PersistError),
+    #[error("restoring channel {id}: {source}")]
+    Channel { id: String, source: dataplane::DataPlaneError },
 }
 
 struct Shared {
@@ -368,21 +398,40 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `listen` (loopback only) and serves until [`Server::shutdown`].
-    pub async fn start(cfg: ServeConfig) -> std::io::Result<Server> {
+    /// Reads the state file (if any) and starts its channels, binds `listen` (loopback only)
+    /// and serves until [`Server::shutdown`].
+    pub async fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
+        let listen_error = |source| ServeError::Listen { addr: cfg.listen, source };
         if !cfg.listen.ip().is_loopback() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{} is not a loopback address", cfg.listen),
-            ));
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a loopback address");
+            return Err(listen_error(e));
         }
-        let listener = TcpListener::bind(cfg.listen).await?;
-        let addr = listener.local_addr()?;
+        let (store, mut registry) = match &cfg.state {
+            Some(path) => {
+                let store = store::Store::open(path).map_err(state::PersistError::from)?;
+                let records = store.load_all().map_err(state::PersistError::from)?;
+                (Some(Arc::new(store)), Registry::restore(records)?)
+            }
+            None => (None, Registry::default()),
+        };
+        let env = Arc::new(cfg.env);
+        let ids: Vec<String> = registry.channels.keys().cloned().collect();
+        for id in ids {
+            let Some(rec) = registry.channels.get(&id) else { continue };
+            let effective = registry.effective_channel(rec, &env);
+            let rt = dataplane::ChannelRuntime::start(&effective, Arc::clone(&env))
+                .await
+                .map_err(|source| ServeError::Channel { id: id.clone(), source })?;
+            registry.runtimes.insert(id, rt);
+        }
+        let listener = TcpListener::bind(cfg.listen).await.map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
         let control = Arc::new(Control {
-            registry: tokio::sync::Mutex::new(Registry::default()),
+            registry: tokio::sync::Mutex::new(registry),
             ids: ids::IdGen::new(),
-            env: Arc::new(cfg.env),
+            env,
             job_duration: cfg.job_duration,
+            store,
         });
         let shared =
             Arc::new(Shared { control: Arc::clone(&control), auth: cfg.auth, max_body_bytes: cfg.max_body_bytes });
@@ -394,6 +443,11 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many channels exist (restored from the state file, or created since).
+    pub async fn channel_count(&self) -> usize {
+        self.control.registry.lock().await.channels.len()
     }
 
     /// Creates channels from a scenario's channel bodies in `project` (as the create call would).
@@ -496,16 +550,9 @@ async fn answer(shared: &Shared, request_id: &str, req: hyper::Request<Incoming>
             ApiError::no_route(api, req.method().as_str(), &path)
         });
     };
-    let scope = if route.op == Op::OpenApi {
-        Scope::All
-    } else {
-        shared.auth.check(req.headers()).ok_or_else(|| ApiError::unauthorized(route.api))?
-    };
-    let project = params.get("project_id");
-    if !project.is_empty() && !scope.allows(project) {
-        return Err(ApiError::forbidden(route.api));
-    }
-    let body = match Limited::new(req.into_body(), shared.max_body_bytes).collect().await {
+    // The body first: an AK/SK signature covers it.
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, shared.max_body_bytes).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return Err(ApiError::too_large(route.api, shared.max_body_bytes))
@@ -514,6 +561,17 @@ async fn answer(shared: &Shared, request_id: &str, req: hyper::Request<Incoming>
             return Err(ApiError::invalid(route.api, model::Problem::Malformed, "", "the body could not be read"))
         }
     };
+    let scope = if route.op == Op::OpenApi {
+        Scope::All
+    } else {
+        let query = parts.uri.query().unwrap_or("");
+        let signed = Signed { method: parts.method.as_str(), path: parts.uri.path(), query, body: &body };
+        shared.auth.check(&parts.headers, signed).ok_or_else(|| ApiError::unauthorized(route.api))?
+    };
+    let project = params.get("project_id");
+    if !project.is_empty() && !scope.allows(project) {
+        return Err(ApiError::forbidden(route.api));
+    }
     let ctx =
         Ctx { control: Arc::clone(&shared.control), request_id: request_id.to_string(), scope, params, api: route.api };
     // Its own task, so that a panic in a handler becomes a 500 and not a dropped connection.

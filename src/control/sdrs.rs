@@ -7,7 +7,7 @@
 
 use super::errors::ApiError;
 use super::ids::now_utc;
-use super::state::{Control, Job, PgStatus, ProtectionGroupRecord, Registry};
+use super::state::{Control, Job, PgStatus, ProtectionGroupRecord, Registry, JOB, PROTECTION_GROUP};
 use super::{plain_body, seed_body, Ctx, Handled, Reply};
 use crate::model::{Api, Problem, ProtectionGroupBody};
 use hyper::StatusCode;
@@ -49,15 +49,16 @@ fn find<'r>(ctx: &Ctx, reg: &'r Registry) -> Result<&'r ProtectionGroupRecord, A
         .ok_or_else(|| ApiError::not_found(Api::Sdrs, "protection group", id))
 }
 
-/// Registers a RUNNING job and runs `finish` on the registry after the job's duration; the
-/// project's channels then take the new AZ overlay.
-fn start_job(
+/// Registers a RUNNING job (stored with the group's new state before it is acknowledged) and
+/// runs `finish` on the registry after the job's duration; the project's channels then take the
+/// new AZ overlay, and the outcome is stored.
+async fn start_job(
     ctx: &Ctx,
     reg: &mut Registry,
     job_type: &str,
     pg_id: &str,
     finish: impl FnOnce(&mut Registry) + Send + 'static,
-) -> String {
+) -> Result<String, ApiError> {
     let project = ctx.params.get("project_id").to_string();
     let job = Job {
         job_id: ctx.control.ids.hex32(),
@@ -69,20 +70,32 @@ fn start_job(
         server_group_id: pg_id.into(),
     };
     let job_id = job.job_id.clone();
+    if let Some(pg) = reg.protection_groups.get(pg_id) {
+        ctx.save(PROTECTION_GROUP, pg_id, pg).await?;
+    }
+    ctx.save(JOB, &job_id, &job).await?;
     reg.jobs.insert(job_id.clone(), job);
     let control = Arc::clone(&ctx.control);
-    let id = job_id.clone();
+    let (id, pg_id) = (job_id.clone(), pg_id.to_string());
     tokio::spawn(async move {
         tokio::time::sleep(control.job_duration).await;
         let mut reg = control.registry.lock().await;
         finish(&mut reg);
         let ok = reapply(&control, &mut reg, &project).await;
+        let stored = match reg.protection_groups.get(&pg_id) {
+            Some(pg) => control.save(PROTECTION_GROUP, &pg_id, pg).await,
+            None => control.forget(PROTECTION_GROUP, &pg_id).await,
+        };
         if let Some(j) = reg.jobs.get_mut(&id) {
             j.status = if ok { "SUCCESS" } else { "FAIL" }.into();
             j.end_time = Some(now_utc());
+            let j = j.clone();
+            if let Err(e) = stored.and(control.save(JOB, &id, &j).await) {
+                tracing::error!(job = %id, error = %e, "storing a job's outcome");
+            }
         }
     });
-    job_id
+    Ok(job_id)
 }
 
 /// Gives every channel of `project` its configuration under the protection groups now.
@@ -118,7 +131,8 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
     reg.protection_groups.insert(id.clone(), pg);
     let pg_id = id.clone();
     let job_id =
-        start_job(ctx, &mut reg, "createServerGroup", &id, move |reg| set_status(reg, &pg_id, PgStatus::Available));
+        start_job(ctx, &mut reg, "createServerGroup", &id, move |reg| set_status(reg, &pg_id, PgStatus::Available))
+            .await?;
     Reply::json(StatusCode::OK, json!({ "job_id": job_id }))
 }
 
@@ -148,7 +162,8 @@ pub async fn delete(ctx: &Ctx) -> Handled {
     let pg_id = id.clone();
     let job_id = start_job(ctx, &mut reg, "deleteServerGroup", &id, move |reg| {
         reg.protection_groups.remove(&pg_id);
-    });
+    })
+    .await?;
     Reply::json(StatusCode::OK, json!({ "job_id": job_id }))
 }
 
@@ -175,7 +190,8 @@ pub async fn action(ctx: &Ctx, body: &[u8]) -> Handled {
     set_status(&mut reg, &id, PgStatus::FailingOver);
     let pg_id = id.clone();
     let job_id =
-        start_job(ctx, &mut reg, "failoverServerGroup", &id, move |reg| set_status(reg, &pg_id, PgStatus::FailedOver));
+        start_job(ctx, &mut reg, "failoverServerGroup", &id, move |reg| set_status(reg, &pg_id, PgStatus::FailedOver))
+            .await?;
     Reply::json(StatusCode::OK, json!({ "job_id": job_id }))
 }
 

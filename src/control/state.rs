@@ -1,13 +1,35 @@
 //! The in-memory registry of what the API created: channels (with their running data planes),
 //! endpoint groups, protection groups and jobs. Maps are ordered (`BTreeMap`), so listings come
 //! out in a stable order (by id).
+//!
+//! With `--state PATH` every record is also written to the durable store ([`super::store`])
+//! before the change is acknowledged, one record per (kind, id), and read back at start.
 
 use super::dataplane::{ChannelRuntime, Env};
-use super::ids::IdGen;
+use super::ids::{now_utc, IdGen};
+use super::store::{Store, StoreError};
 use crate::model::{EndpointGroup, ProtectionGroup, VpcChannel};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Record kinds in the store.
+pub const CHANNEL: &str = "channel";
+pub const ENDPOINT_GROUP: &str = "endpoint_group";
+pub const PROTECTION_GROUP: &str = "protection_group";
+pub const JOB: &str = "job";
+
+/// Why a change could not be made durable, or the state file not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("state store task: {0}")]
+    Task(String),
+}
 
 /// An id with its creation and update times.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,9 +147,59 @@ pub struct Control {
     pub env: Arc<Env>,
     /// How long an SDRS job takes.
     pub job_duration: std::time::Duration,
+    /// The durable store (`--state`); `None`: memory only.
+    pub store: Option<Arc<Store>>,
+}
+
+impl Control {
+    /// Makes a record durable; returns once it is on disk (at once without a store).
+    pub async fn save<T: Serialize>(&self, kind: &'static str, id: &str, value: &T) -> Result<(), PersistError> {
+        let Some(store) = self.store.clone() else { return Ok(()) };
+        let (value, id) = (serde_json::to_value(value)?, id.to_string());
+        let put = tokio::task::spawn_blocking(move || store.put(kind, &id, &value));
+        Ok(put.await.map_err(|e| PersistError::Task(e.to_string()))??)
+    }
+
+    /// Removes a record durably.
+    pub async fn forget(&self, kind: &'static str, id: &str) -> Result<(), PersistError> {
+        let Some(store) = self.store.clone() else { return Ok(()) };
+        let id = id.to_string();
+        let delete = tokio::task::spawn_blocking(move || store.delete(kind, &id));
+        Ok(delete.await.map_err(|e| PersistError::Task(e.to_string()))??)
+    }
 }
 
 impl Registry {
+    /// The registry as a store's records left it. Jobs that a restart interrupted complete now
+    /// (their changes were acknowledged): a protection group being created becomes available,
+    /// one failing over has failed over, one being deleted is gone.
+    pub fn restore(records: Vec<(String, String, Value)>) -> Result<Registry, PersistError> {
+        let mut reg = Registry::default();
+        for (kind, id, value) in records {
+            match kind.as_str() {
+                CHANNEL => drop(reg.channels.insert(id, serde_json::from_value(value)?)),
+                ENDPOINT_GROUP => drop(reg.endpoint_groups.insert(id, serde_json::from_value(value)?)),
+                PROTECTION_GROUP => drop(reg.protection_groups.insert(id, serde_json::from_value(value)?)),
+                JOB => drop(reg.jobs.insert(id, serde_json::from_value(value)?)),
+                _ => tracing::warn!(%kind, %id, "unknown record kind in the state file"),
+            }
+        }
+        let now = now_utc();
+        for job in reg.jobs.values_mut().filter(|j| j.status == "RUNNING") {
+            job.status = "SUCCESS".into();
+            job.end_time = Some(now.clone());
+        }
+        reg.protection_groups.retain(|_, pg| pg.status != PgStatus::Deleting);
+        for pg in reg.protection_groups.values_mut() {
+            pg.status = match pg.status {
+                PgStatus::Creating => PgStatus::Available,
+                PgStatus::FailingOver => PgStatus::FailedOver,
+                s => s,
+            };
+        }
+        Ok(reg)
+    }
+
     /// The channel as its balancer should see it: under a protection group of its project,
     /// members of the standing-by AZ take no traffic (status 2): the target AZ until a failover
     /// completes, the source AZ after it.

@@ -6,7 +6,7 @@
 use super::dataplane::{ChannelRuntime, DataPlaneError};
 use super::errors::ApiError;
 use super::ids::now_utc;
-use super::state::{ChannelRecord, Control, Registry, Stamp};
+use super::state::{ChannelRecord, Control, Registry, Stamp, CHANNEL, ENDPOINT_GROUP};
 use super::{plain_body, seed_body, Ctx, Handled, Reply};
 use crate::balancer::MemberId;
 use crate::model::{Api, MemberGroupsBody, MemberInfo, Validate, VpcChannel};
@@ -64,6 +64,11 @@ pub async fn create_channels(control: &Control, project: &str, body: &VpcChannel
         restamp(&mut rec, control, &now, &[]);
         let effective = reg.effective_channel(&rec, &control.env);
         let rt = ChannelRuntime::start(&effective, control.env.clone()).await.map_err(|e| data_plane_error(None, e))?;
+        if let Err(e) = control.save(CHANNEL, &rec.id, &rec).await {
+            tracing::error!(error = %e, "storing a new channel");
+            tokio::spawn(rt.shutdown());
+            return Err(ApiError::internal(Api::Roma));
+        }
         out.push(info(&rec, Some(&rt)));
         reg.runtimes.insert(rec.id.clone(), rt);
         reg.channels.insert(rec.id.clone(), rec);
@@ -93,9 +98,13 @@ fn restamp(rec: &mut ChannelRecord, control: &Control, now: &str, touched: &[Str
     }
 }
 
-/// The channel of the path, after checking project, instance and scope.
+/// The channel of the path (ZStack's server group is a channel), after checking project,
+/// instance and scope.
 fn find<'r>(ctx: &Ctx, reg: &'r Registry) -> Result<&'r ChannelRecord, ApiError> {
-    let id = ctx.params.get("vpc_channel_id");
+    let id = match ctx.params.get("vpc_channel_id") {
+        "" => ctx.params.get("serverGroupUuid"),
+        id => id,
+    };
     let rec = reg.channels.get(id).ok_or_else(|| ApiError::not_found(ctx.api, "VPC channel", id))?;
     let project = ctx.params.get("project_id");
     let instance = ctx.params.get("instance_id");
@@ -116,11 +125,12 @@ pub async fn modify(
     let mut reg = ctx.registry().await;
     let mut rec = find(ctx, &reg)?.clone();
     let touched = change(&mut rec)?;
-    rec.channel.validate().into_result().map_err(|e| ApiError::validation(Api::Roma, e))?;
+    rec.channel.validate().into_result().map_err(|e| ApiError::validation(ctx.api, e))?;
     restamp(&mut rec, &ctx.control, &now_utc(), &touched);
     let effective = reg.effective_channel(&rec, &ctx.control.env);
     let rt = reg.runtimes.get_mut(&rec.id).ok_or_else(|| ctx.internal(&"channel without a data plane"))?;
     rt.apply(&effective).await.map_err(|e| data_plane_error(Some(ctx), e))?;
+    ctx.save(CHANNEL, &rec.id, &rec).await?;
     reg.channels.insert(rec.id.clone(), rec.clone());
     Ok(rec)
 }
@@ -176,9 +186,11 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Handled {
 pub async fn delete(ctx: &Ctx) -> Handled {
     let mut reg = ctx.registry().await;
     let id = find(ctx, &reg)?.id.clone();
+    ctx.forget(CHANNEL, &id).await?;
     reg.channels.remove(&id);
-    for g in reg.endpoint_groups.values_mut() {
+    for g in reg.endpoint_groups.values_mut().filter(|g| g.endpoints.iter().any(|e| e.resource_id == id)) {
         g.endpoints.retain(|e| e.resource_id != id);
+        ctx.save(ENDPOINT_GROUP, &g.id, &*g).await?;
     }
     if let Some(rt) = reg.runtimes.remove(&id) {
         tokio::spawn(rt.shutdown());
