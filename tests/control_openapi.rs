@@ -194,10 +194,11 @@ async fn real_answers_validate() {
         let status = resp.status().as_u16();
         (status, serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap_or(Value::Null))
     };
-    let create = json!({"name": "doc_ch", "port": 80, "balance_strategy": 2, "member_type": "ip", "instance_ids": ["i1"],
-        "member_groups": [{"member_group_name": "g1", "member_group_weight": 5}],
-        "members": [{"host": "10.0.0.1", "member_group_name": "g1"}]});
+    let create = json!({"name": "doc_ch", "port": 80, "balance_strategy": 2, "member_type": "ip", "instance_ids": ["eea73cde015940908ae0117d67bf7330"],
+        "member_groups": [{"member_group_name": "grp1", "member_group_weight": 5}],
+        "members": [{"host": "10.0.0.1", "member_group_name": "grp1"}]});
     let (s, v) = call("POST", "/v2/p/apic/vpc-channels", create.clone()).await;
+    assert_eq!(s, 201, "{v}");
     check(&doc, response_schema(&doc, "post", "/v2/{project_id}/apic/vpc-channels", s), &v, "create channel");
     let id = v["project_vpc_channels"][0]["id"].as_str().unwrap().to_string();
     let (s, v) = call("POST", "/v2/p/apic/vpc-channels", create).await;
