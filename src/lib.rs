@@ -25,6 +25,8 @@
 pub mod balancer;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "live")]
+pub mod control;
 pub mod health;
 #[cfg(feature = "live")]
 pub mod live;

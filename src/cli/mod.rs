@@ -40,6 +40,10 @@ enum Command {
     /// Run a grid of variants of a scenario (--vary FIELD=FROM..TO:POINTS or =A,B,C) under each
     /// strategy, in parallel, and report the chosen metrics against the varied parameters.
     Sweep(sweep::SweepArgs),
+    /// The seeds' REST APIs (ROMA VPC channels, ZStack, GA, SDRS) over the live data plane, on
+    /// loopback, until Ctrl-C.
+    #[cfg(feature = "live")]
+    Serve(serve::ServeArgs),
     /// Check a scenario file and print every problem at once (exit 2 when there are any).
     Validate {
         /// Scenario file (.toml or .json).
@@ -201,6 +205,8 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Proxy(args) => live::proxy(args),
         Command::Explain(args) => explain::explain(args),
         Command::Sweep(args) => sweep::sweep(args),
+        #[cfg(feature = "live")]
+        Command::Serve(args) => serve::serve(args),
         Command::Compare(args) => {
             let sc = load(&args.scenario)?;
             let strategies = if args.strategy.is_empty() { sc.strategies.clone() } else { args.strategy.clone() };
@@ -288,6 +294,9 @@ fn emit_to(out: Option<&Path>, text: String) -> Result<(), Failure> {
 }
 
 #[cfg(feature = "live")]
+mod serve;
+
+#[cfg(feature = "live")]
 mod live {
     use super::{emit_to, load, Failure, ProxyArgs};
     use crate::balancer::Strategy;
@@ -298,7 +307,7 @@ mod live {
     use crate::sim::Scenario;
     use std::time::Duration;
 
-    fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
+    pub(super) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .enable_all()
@@ -306,7 +315,7 @@ mod live {
             .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))
     }
 
-    fn logging(level: &str) {
+    pub(super) fn logging(level: &str) {
         let filter = tracing_subscriber::EnvFilter::try_new(level)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

@@ -12,9 +12,10 @@
 //! seconds since the [`LiveClock`]'s start (time 0 of the scenario).
 
 use crate::balancer::MemberId;
-use crate::sim::faults::MemberFaults;
+use crate::sim::faults::{Condition, MemberFaults};
 use crate::sim::scenario::{member_ids, BackendSpec, FaultKind, FaultSpec, Scenario};
 use crate::sim::traffic::{mix_seed, ServiceTime};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -30,7 +31,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The header that names the member that answered.
@@ -197,6 +198,10 @@ struct Shared {
     waiting: AtomicU32,
     counters: Counters,
     member_header: HeaderValue,
+    /// Faults injected while running ([`Backends::inject`]), on top of the plan's.
+    injected: ArcSwap<MemberFaults>,
+    /// Wakes the driver when the injected faults change.
+    changed: Notify,
 }
 
 /// Holds a place in a backend's wait queue; leaving (or the client going away) frees it.
@@ -209,6 +214,12 @@ impl Drop for QueuePlace<'_> {
 }
 
 impl Shared {
+    /// The plan's faults and the injected ones at `t`.
+    fn condition(&self, t: f64) -> Condition {
+        let (a, b) = (self.plan.faults.at(t), self.injected.load().at(t));
+        Condition { down: a.down || b.down, slow: a.slow * b.slow, error_rate: a.error_rate.max(b.error_rate) }
+    }
+
     fn enter_queue(&self) -> Option<QueuePlace<'_>> {
         let max = self.plan.spec.max_queue;
         self.waiting
@@ -245,7 +256,7 @@ impl Shared {
                 }
             }
         };
-        let cond = self.plan.faults.at(self.clock.elapsed_s());
+        let cond = self.condition(self.clock.elapsed_s());
         let (ms, fail) = {
             let mut rng = self.rng.lock();
             let ms = self.plan.service.sample(&mut *rng) * self.plan.spec.speed * cond.slow;
@@ -326,7 +337,7 @@ async fn drive(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr, mut
     let mut serving: Option<AbortOnDrop> = None;
     let mut t = shared.clock.elapsed_s();
     loop {
-        let down = shared.plan.faults.at(t).down;
+        let down = shared.condition(t).down;
         if down {
             listener = None;
             if let Some(task) = serving.take() {
@@ -353,6 +364,7 @@ async fn drive(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr, mut
         };
         tokio::select! {
             _ = wake => {}
+            _ = shared.changed.notified() => {}
             _ = stop.changed() => break,
         }
         // Evaluate just past the edge, whatever the timer's rounding.
@@ -403,6 +415,8 @@ pub async fn start(plans: Vec<BackendPlan>, clock: LiveClock) -> std::io::Result
             waiting: AtomicU32::new(0),
             counters: Counters::default(),
             member_header,
+            injected: ArcSwap::from_pointee(MemberFaults::default()),
+            changed: Notify::new(),
             plan,
         });
         let driver = tokio::spawn(drive(shared.clone(), listener, addr, stop_rx.clone()));
@@ -431,6 +445,28 @@ impl Backends {
     /// The counters of every backend, in plan order.
     pub fn all_stats(&self) -> Vec<(MemberId, BackendStats)> {
         self.running.iter().map(|r| (r.member, stats_of(&r.shared))).collect()
+    }
+
+    /// Injects a `down`, `slow` or `errors` fault into `member`'s backend, from now until
+    /// [`Backends::clear_injected`] (the fault's own times are not used); `down` closes the
+    /// listener and every connection at once. False when no backend plays `member`.
+    pub fn inject(&self, member: MemberId, fault: &FaultSpec) -> bool {
+        let Some(r) = self.running.iter().find(|r| r.member == member) else { return false };
+        let f = FaultSpec { at_s: r.shared.clock.elapsed_s(), until_s: None, ..fault.clone() };
+        let mut faults = MemberFaults::clone(&r.shared.injected.load());
+        faults.add(usize::MAX, &f, f64::INFINITY);
+        r.shared.injected.store(Arc::new(faults));
+        r.shared.changed.notify_one();
+        true
+    }
+
+    /// Removes every injected fault of `member`'s backend (the plan's faults stay). False when no
+    /// backend plays `member`.
+    pub fn clear_injected(&self, member: MemberId) -> bool {
+        let Some(r) = self.running.iter().find(|r| r.member == member) else { return false };
+        r.shared.injected.store(Arc::new(MemberFaults::default()));
+        r.shared.changed.notify_one();
+        true
     }
 
     /// Stops every backend and waits until their listeners and connections are closed.

@@ -20,6 +20,7 @@ use super::stats::{ProxyStats, Reason, Tally};
 use crate::balancer::{MemberId, OwnedPick};
 use crate::health::Outcome;
 use crate::{Balancer, Request};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -47,7 +48,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// Where each member is served: a loopback address.
-    pub upstreams: HashMap<MemberId, SocketAddr>,
+    pub upstreams: Upstreams,
     /// Take the client address for hashing from this header (first value) instead of the
     /// socket peer. Only for trusted clients: loopback has one address.
     pub client_ip_header: Option<HeaderName>,
@@ -66,10 +67,30 @@ pub struct ProxyConfig {
     pub max_connections: usize,
 }
 
+/// Which loopback address serves each member. Shared (cheap to clone) so that a control plane can
+/// swap in a new map while the proxy runs; a request reads it without a lock.
+#[derive(Debug, Clone, Default)]
+pub struct Upstreams(Arc<ArcSwap<HashMap<MemberId, SocketAddr>>>);
+
+impl Upstreams {
+    pub fn new(map: HashMap<MemberId, SocketAddr>) -> Upstreams {
+        Upstreams(Arc::new(ArcSwap::from_pointee(map)))
+    }
+
+    pub fn get(&self, id: MemberId) -> Option<SocketAddr> {
+        self.0.load().get(&id).copied()
+    }
+
+    /// Replaces the whole map; requests already past their lookup keep their address.
+    pub fn store(&self, map: HashMap<MemberId, SocketAddr>) {
+        self.0.store(Arc::new(map));
+    }
+}
+
 impl ProxyConfig {
     pub fn new(upstreams: HashMap<MemberId, SocketAddr>) -> ProxyConfig {
         ProxyConfig {
-            upstreams,
+            upstreams: Upstreams::new(upstreams),
             client_ip_header: None,
             retries: 0,
             request_timeout: Duration::from_secs(30),
@@ -358,7 +379,7 @@ async fn handle(
         let retry_ok =
             |r: Reason| attempt < shared.cfg.retries && (r.retriable() || (r == Reason::Reset && idempotent));
         tally.attempt_started(id);
-        let Some(&addr) = shared.cfg.upstreams.get(&id) else {
+        let Some(addr) = shared.cfg.upstreams.get(id) else {
             // A member with no loopback server: as if it refused the connection.
             last = Reason::Refused;
             tally.attempt_failed(id, last);

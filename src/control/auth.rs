@@ -1,0 +1,166 @@
+//! Who may call the API: tokens (`X-Auth-Token`, ZStack's `Authorization: OAuth <session>`),
+//! compared in constant time, each optionally limited to one project (`--token T@PROJECT`); or
+//! an AK/SK signature as the cloud's SDKs send it (`Authorization: SDK-HMAC-SHA256 ...` with
+//! `X-Sdk-Date`, [`super::sign`]), valid for every project.
+
+use super::ids::unix_now;
+use super::sign;
+use hyper::header::{HeaderMap, AUTHORIZATION};
+use subtle::ConstantTimeEq;
+
+/// The largest difference between a signed request's `X-Sdk-Date` and the server's clock.
+pub const MAX_SKEW_S: i64 = 15 * 60;
+
+/// What a caller may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every project.
+    All,
+    /// Only this project's resources.
+    Project(String),
+}
+
+impl Scope {
+    pub fn allows(&self, project: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Project(p) => p == project,
+        }
+    }
+
+    /// The project a scoped caller's project-less resources (GA endpoint groups) belong to.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Project(p) => Some(p),
+        }
+    }
+}
+
+/// One configured token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub secret: String,
+    pub scope: Scope,
+}
+
+impl Token {
+    /// `T` (every project) or `T@PROJECT`.
+    pub fn parse(s: &str) -> Result<Token, String> {
+        let (secret, scope) = match s.rsplit_once('@') {
+            Some((t, p)) if !p.is_empty() => (t, Scope::Project(p.to_string())),
+            Some(_) => return Err(format!("token `{s}`: empty project after `@`")),
+            None => (s, Scope::All),
+        };
+        if secret.is_empty() {
+            return Err("empty token".into());
+        }
+        Ok(Token { secret: secret.to_string(), scope })
+    }
+}
+
+/// An access key and its secret (`--ak`, `--sk`).
+#[derive(Clone)]
+pub struct KeyPair {
+    pub ak: String,
+    pub sk: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair").field("ak", &self.ak).finish_non_exhaustive()
+    }
+}
+
+/// The configured credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub tokens: Vec<Token>,
+    pub aksk: Option<KeyPair>,
+}
+
+/// The parts of a request a signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub method: &'a str,
+    /// As received, still percent-encoded.
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+impl Auth {
+    /// The caller's scope: a matching token's, or every project for a valid AK/SK signature;
+    /// `None` otherwise.
+    pub fn check(&self, headers: &HeaderMap, req: Signed<'_>) -> Option<Scope> {
+        if let Some(scope) = self.check_token(headers) {
+            return Some(scope);
+        }
+        let kp = self.aksk.as_ref()?;
+        let checked =
+            sign::verify(req.method, req.path, req.query, headers, req.body, &kp.ak, &kp.sk, unix_now(), MAX_SKEW_S);
+        match checked {
+            Ok(()) => Some(Scope::All),
+            Err(sign::SignError::Missing) => None,
+            Err(e) => {
+                tracing::info!(error = %e, "signature refused");
+                None
+            }
+        }
+    }
+
+    /// Every configured token is compared, in constant time each, so that timing reveals
+    /// neither which token matched nor how much of one did.
+    fn check_token(&self, headers: &HeaderMap) -> Option<Scope> {
+        let presented = presented_token(headers)?;
+        let mut found = None;
+        for t in &self.tokens {
+            if bool::from(t.secret.as_bytes().ct_eq(presented.as_bytes())) && found.is_none() {
+                found = Some(t.scope.clone());
+            }
+        }
+        found
+    }
+}
+
+/// `X-Auth-Token: T`, or `Authorization: OAuth T` (ZStack).
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    let auth = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = auth.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("OAuth").then(|| rest.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn headers(name: &'static str, v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_and_scopes() {
+        let auth = Auth {
+            tokens: vec![Token::parse("admin").unwrap(), Token::parse("t1@proj1").unwrap()],
+            aksk: Some(KeyPair { ak: "AK".into(), sk: "SK".into() }),
+        };
+        let req = Signed { method: "GET", path: "/", query: "", body: b"" };
+        assert_eq!(auth.check(&headers("x-auth-token", "admin"), req), Some(Scope::All));
+        assert_eq!(auth.check(&headers("x-auth-token", "t1"), req), Some(Scope::Project("proj1".into())));
+        assert_eq!(auth.check(&headers("authorization", "OAuth admin"), req), Some(Scope::All));
+        assert_eq!(auth.check(&headers("x-auth-token", "admi"), req), None);
+        assert_eq!(auth.check(&headers("x-auth-token", "admin2"), req), None);
+        assert_eq!(auth.check(&headers("authorization", "Bearer admin"), req), None);
+        let forged = "SDK-HMAC-SHA256 Access=AK, SignedHeaders=x-sdk-date, Signature=00";
+        assert_eq!(auth.check(&headers("authorization", forged), req), None);
+        assert_eq!(auth.check(&HeaderMap::new(), req), None);
+        assert!(Scope::Project("p".into()).allows("p") && !Scope::Project("p".into()).allows("q"));
+        assert!(Token::parse("x@").is_err() && Token::parse("").is_err());
+    }
+}
