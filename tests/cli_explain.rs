@@ -256,3 +256,37 @@ fn explain_rejects_bad_input_with_exit_2() {
     let o = lbsim(&["explain", "no/such/file.toml", "--client", "192.0.2.1", "--uri", "/a"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The options' states: a member ejected by outlier detection is excluded as `ejected` since the
+/// report's ejection time, and a member ramping under slow start carries its weight fraction
+/// (recovered at 60.713076 s, 30 s ramp in 20 steps of 1.5 s: 6 steps done at 70 s, 0.1 + 0.9 x
+/// 6 / 20 = 37%) and its share of 0.37 / 3.37.
+#[test]
+fn explain_names_ejected_and_slow_starting_members() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let outlier = root.join("outlier.toml");
+    let args = ["--client", "192.0.2.1", "--uri", "/a", "--strategy", "wrr", "--format", "json"];
+    let run = ok_json(&lbsim(&["run", s(&outlier), "--strategy", "wrr", "--format", "json", "--deterministic"]));
+    let run = run.get("runs").map_or(&run, |r| &r[0]);
+    let member = run["members"].as_array().expect("members").iter().find(|m| m["member"] == "192.168.60.13:8080");
+    let health = member.expect("the failing member")["health"].as_array().expect("health timeline").clone();
+    let ejected_at = health.iter().find(|h| h["state"] == "ejected").expect("an ejection")["at_s"].clone();
+    let mut argv = vec!["explain", s(&outlier), "--at", "25"];
+    argv.extend(args);
+    let ex = ok_json(&lbsim(&argv));
+    let m13 = &ex["channels"][0]["members"][3];
+    assert_eq!(m13["member"], "192.168.60.13:8080");
+    assert_eq!(m13["excluded_by"][0]["code"], "ejected", "{m13}");
+    assert_eq!(m13["health_since_s"], ejected_at);
+
+    let slow = root.join("slow_start.toml");
+    let mut argv = vec!["explain", s(&slow), "--at", "70"];
+    argv.extend(args);
+    let ex = ok_json(&lbsim(&argv));
+    let m13 = &ex["channels"][0]["members"][3];
+    assert_eq!(m13["member"], "192.168.80.13:8080");
+    assert_eq!(m13["eligible"], true);
+    assert_eq!(m13["notes"][0], "slow start: at 37% of its weight", "{m13}");
+    let share = m13["expected_share"].as_f64().expect("share");
+    assert!((share - 0.37 / 3.37).abs() < 1e-6, "{share}");
+}

@@ -364,6 +364,8 @@ pub struct MemberStatus {
     pub eligible: bool,
     /// Expected share of picks (WRR, WLC with equal loads) or of the key space (hash strategies).
     pub expected_share: f64,
+    /// The fraction of its weight slow start gives it now (1 when it is not ramping).
+    pub weight_factor: f64,
 }
 
 /// The configuration part the writer keeps, from which snapshots are built.
@@ -835,6 +837,7 @@ impl Balancer {
     pub fn members(&self) -> Vec<MemberStatus> {
         let snap = self.snapshot.load();
         let shares = expected_shares(&snap);
+        let w = self.writer.lock();
         (0..snap.members.len())
             .map(|i| MemberStatus {
                 member: snap.members[i],
@@ -842,6 +845,7 @@ impl Balancer {
                 in_flight: self.wlc.in_flight(snap.members[i].slot),
                 eligible: shares[i].is_some(),
                 expected_share: shares[i].unwrap_or(0.0),
+                weight_factor: w.ramps.factor(snap.members[i].id, w.now),
             })
             .collect()
     }

@@ -200,6 +200,8 @@ fn explain_member(
                 "weight 0: never selected".into()
             };
             reason("weight_0", detail);
+        } else if st.health == HealthState::Ejected {
+            reason("ejected", format!("ejected by outlier detection since {} s", secs(since)));
         } else if st.health == HealthState::Unhealthy && tier != Ok(Tier::Panic) {
             reason(
                 "unhealthy",
@@ -227,9 +229,13 @@ fn explain_member(
         };
         if hit {
             let until = f.until_s.map(|u| format!(" until {} s", secs(u))).unwrap_or_default();
-            let seen = if st.health == HealthState::Unhealthy { "" } else { ", not detected by the checks yet" };
+            let detected = matches!(st.health, HealthState::Unhealthy | HealthState::Ejected);
+            let seen = if detected { "" } else { ", not detected by the checks yet" };
             notes.push(format!("fault `{}` since {} s{until}{seen}", f.kind.as_str(), secs(f.at_s)));
         }
+    }
+    if st.eligible && st.weight_factor < 1.0 {
+        notes.push(format!("slow start: at {:.0}% of its weight", st.weight_factor * 100.0));
     }
     if st.eligible && tier == Ok(Tier::Panic) && st.health == HealthState::Unhealthy {
         notes.push("panic mode: selected although unhealthy".into());
