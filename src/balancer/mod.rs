@@ -40,6 +40,7 @@ pub use hash::{ip_key, uri_key, uri_key_part, UriHashKey};
 pub use member::{Member, MemberId};
 pub use slow_start::DEFAULT_FLOOR as DEFAULT_SLOW_START_FLOOR;
 pub use snapshot::Tier;
+#[cfg(feature = "live")]
 pub(crate) use wrr::{stripe, STRIPES};
 
 use crate::health::{CheckConfig, HealthMachine, HealthState, Outcome};
