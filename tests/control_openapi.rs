@@ -54,6 +54,36 @@ fn every_route_is_documented_and_every_documented_operation_is_routed() {
     }
 }
 
+/// Every `exclusiveMinimum`/`exclusiveMaximum` in `v`'s subtree that is not in OpenAPI 3.0's form
+/// (a boolean beside `minimum`/`maximum`; a number is 3.1's form, which 3.0 tools reject).
+fn non_30_exclusive_bounds(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (key, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+                if o.get(key).is_some_and(|x| !x.is_boolean() || !o.contains_key(bound)) {
+                    out.push(format!("{path}.{key}"));
+                }
+            }
+            for (k, x) in o {
+                non_30_exclusive_bounds(x, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            a.iter().enumerate().for_each(|(i, x)| non_30_exclusive_bounds(x, &format!("{path}[{i}]"), out))
+        }
+        _ => {}
+    }
+}
+
+/// Found by schemathesis (scripts/schemathesis.sh): a 3.1-style `"exclusiveMinimum": 0` in a
+/// document that says `openapi: 3.0.3` made the fault-injection operation untestable.
+#[test]
+fn the_document_uses_openapi_30_forms_only() {
+    let mut out = Vec::new();
+    non_30_exclusive_bounds(&doc(), "", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+}
+
 /// Problems of `v` against `schema` (empty when valid).
 fn validate(doc: &Value, schema: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(r) = schema["$ref"].as_str() {

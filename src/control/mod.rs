@@ -19,33 +19,24 @@ mod ga;
 pub mod ids;
 mod lbsim;
 mod sdrs;
+mod server;
 pub mod sign;
 pub mod state;
 pub mod store;
 mod vpc_channels;
 mod zstack;
 
-use self::auth::{Auth, Scope, Signed};
-use self::dataplane::Env;
+pub use self::server::{Handler, ServeConfig, ServeError, Server};
+
+use self::auth::Scope;
 use self::errors::ApiError;
 use self::state::{Control, Registry};
 use crate::model::{self, Api, Validate};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The OpenAPI 3 document of this API, kept in the repository.
 pub const OPENAPI: &str = include_str!("../../openapi/lbsim.json");
@@ -342,245 +333,6 @@ async fn dispatch(op: Op, ctx: Ctx, body: Bytes) -> Handled {
             Ok(v) => Reply::json(StatusCode::OK, v),
             Err(e) => Err(ctx.internal(&e)),
         },
-    }
-}
-
-/// How `serve` runs.
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    pub auth: Auth,
-    pub env: Env,
-    /// Larger request bodies get 413.
-    pub max_body_bytes: usize,
-    /// How long an SDRS job takes to complete.
-    pub job_duration: Duration,
-    /// The durable store's file (`--state`): every acknowledged change is in it, and the server
-    /// starts from it.
-    pub state: Option<std::path::PathBuf>,
-}
-
-impl ServeConfig {
-    pub fn new(listen: SocketAddr, auth: Auth) -> ServeConfig {
-        ServeConfig {
-            listen,
-            auth,
-            env: Env::default(),
-            max_body_bytes: 1 << 20,
-            job_duration: Duration::from_secs(1),
-            state: None,
-        }
-    }
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("listening on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
-    #[error(transparent)]
-    State(#[from] state::PersistError),
-    #[error("restoring channel {id}: {source}")]
-    Channel { id: String, source: dataplane::DataPlaneError },
-}
-
-struct Shared {
-    control: Arc<Control>,
-    auth: Auth,
-    max_body_bytes: usize,
-}
-
-/// A running control API.
-pub struct Server {
-    addr: SocketAddr,
-    control: Arc<Control>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    /// Reads the state file (if any) and starts its channels, binds `listen` (loopback only)
-    /// and serves until [`Server::shutdown`].
-    pub async fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
-        let listen_error = |source| ServeError::Listen { addr: cfg.listen, source };
-        if !cfg.listen.ip().is_loopback() {
-            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a loopback address");
-            return Err(listen_error(e));
-        }
-        let (store, mut registry) = match &cfg.state {
-            Some(path) => {
-                let store = store::Store::open(path).map_err(state::PersistError::from)?;
-                let records = store.load_all().map_err(state::PersistError::from)?;
-                (Some(Arc::new(store)), Registry::restore(records)?)
-            }
-            None => (None, Registry::default()),
-        };
-        let env = Arc::new(cfg.env);
-        let ids: Vec<String> = registry.channels.keys().cloned().collect();
-        for id in ids {
-            let Some(rec) = registry.channels.get(&id) else { continue };
-            let effective = registry.effective_channel(rec, &env);
-            let rt = dataplane::ChannelRuntime::start(&effective, Arc::clone(&env))
-                .await
-                .map_err(|source| ServeError::Channel { id: id.clone(), source })?;
-            registry.runtimes.insert(id, rt);
-        }
-        let listener = TcpListener::bind(cfg.listen).await.map_err(listen_error)?;
-        let addr = listener.local_addr().map_err(listen_error)?;
-        let control = Arc::new(Control {
-            registry: tokio::sync::Mutex::new(registry),
-            ids: ids::IdGen::new(),
-            env,
-            job_duration: cfg.job_duration,
-            store,
-        });
-        let shared =
-            Arc::new(Shared { control: Arc::clone(&control), auth: cfg.auth, max_body_bytes: cfg.max_body_bytes });
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
-        tracing::info!(%addr, "control API listening");
-        Ok(Server { addr, control, stop: Some(stop), task })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// How many channels exist (restored from the state file, or created since).
-    pub async fn channel_count(&self) -> usize {
-        self.control.registry.lock().await.channels.len()
-    }
-
-    /// Creates channels from a scenario's channel bodies in `project` (as the create call would).
-    pub async fn load_channels(&self, project: &str, channels: &[model::VpcChannel]) -> Result<(), ApiError> {
-        for ch in channels {
-            vpc_channels::create_channels(&self.control, project, ch).await?;
-        }
-        Ok(())
-    }
-
-    /// Stops accepting, finishes open API requests, then stops every channel's data plane.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-        let runtimes = std::mem::take(&mut self.control.registry.lock().await.runtimes);
-        for (_, rt) in runtimes {
-            rt.shutdown().await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.stop.is_some() {
-            self.task.abort();
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let shared = Arc::clone(&shared);
-                let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&shared), req));
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            _ = &mut stopped => break,
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
-}
-
-async fn handle(
-    shared: Arc<Shared>,
-    req: hyper::Request<Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-    let request_id = shared.control.ids.uuid();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let result = answer(&shared, &request_id, req).await;
-    let (status, body) = match result {
-        Ok(Reply { status, body }) => (status, body),
-        Err(e) => (e.status, Some(e.body(&request_id))),
-    };
-    tracing::info!(request_id = %request_id, %method, %path, status = status.as_u16(), "api");
-    let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-    let mut resp = hyper::Response::new(Full::new(bytes));
-    *resp.status_mut() = status;
-    if status != StatusCode::NO_CONTENT {
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
-    }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    Ok(resp)
-}
-
-async fn answer(shared: &Shared, request_id: &str, req: hyper::Request<Incoming>) -> Handled {
-    let path = req.uri().path().to_string();
-    let mut matched = None;
-    let mut path_known = false;
-    for route in ROUTES {
-        if let Some(params) = match_template(route.path, &path) {
-            path_known = true;
-            if req.method().as_str() == route.method {
-                matched = Some((route, params));
-                break;
-            }
-        }
-    }
-    let Some((route, params)) = matched else {
-        let api = api_of_path(&path);
-        return Err(if path_known {
-            ApiError::method_not_allowed(api, req.method().as_str(), &path)
-        } else {
-            ApiError::no_route(api, req.method().as_str(), &path)
-        });
-    };
-    // The body first: an AK/SK signature covers it.
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, shared.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(ApiError::too_large(route.api, shared.max_body_bytes))
-        }
-        Err(_) => {
-            return Err(ApiError::invalid(route.api, model::Problem::Malformed, "", "the body could not be read"))
-        }
-    };
-    let scope = if route.op == Op::OpenApi {
-        Scope::All
-    } else {
-        let query = parts.uri.query().unwrap_or("");
-        let signed = Signed { method: parts.method.as_str(), path: parts.uri.path(), query, body: &body };
-        shared.auth.check(&parts.headers, signed).ok_or_else(|| ApiError::unauthorized(route.api))?
-    };
-    let project = params.get("project_id");
-    if !project.is_empty() && !scope.allows(project) {
-        return Err(ApiError::forbidden(route.api));
-    }
-    let ctx =
-        Ctx { control: Arc::clone(&shared.control), request_id: request_id.to_string(), scope, params, api: route.api };
-    // Its own task, so that a panic in a handler becomes a 500 and not a dropped connection.
-    match tokio::spawn(dispatch(route.op, ctx, body)).await {
-        Ok(handled) => handled,
-        Err(e) => {
-            tracing::error!(request_id = %request_id, error = %e, "handler failed");
-            Err(ApiError::internal(route.api))
-        }
     }
 }
 
