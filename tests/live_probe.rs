@@ -8,7 +8,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lbsim::balancer::MemberId;
-use lbsim::health::{CheckConfig, HealthState, Outcome, Thresholds};
+use lbsim::health::{CheckConfig, CheckPolicy, HealthState, Outcome, Thresholds};
 use lbsim::live::probe::{
     first_probe_delay, probe_once, spawn_probes, Pem, ProbeFailure, ProbeOptions, TlsOptions, TlsProbe,
 };
@@ -443,6 +443,61 @@ async fn dropping_the_handle_stops_probing() {
         let _ = server.await;
         sleep(Duration::from_millis(300)).await;
         assert_eq!(lb.health().state(m), Some(HealthState::Healthy));
+    })
+    .await;
+}
+
+/// Issue 5's check intervals in the live prober: a refused member is checked every
+/// `unhealthy_interval` once unhealthy (here 1 s of a 10 s `time_interval`: a tenth of the
+/// overridden 300 ms), and `interval_jitter_percent` = 50 spreads a healthy member's gaps over
+/// [0.5, 1.5] x the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_interval_and_jitter_shape_the_live_probe_schedule() {
+    bounded(15, async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap().port();
+        let _server = tcp_server(listener);
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let lb = balancer([closed, up], "TCP");
+        let [down, ok] = [MemberId::new("127.0.0.1", closed), MemberId::new("127.0.0.1", up)];
+        let mut check = lb.check().unwrap();
+        check.interval_s = 10;
+        let slack = Duration::from_millis(40);
+
+        // unhealthy_interval = 1 s: 300 ms gaps while the member counts its failures, 30 ms after.
+        let interval = Duration::from_millis(300);
+        let policy = CheckPolicy::new(Some(1), None, None);
+        let opts = ProbeOptions { seed: 3, interval_override: Some(interval), policy, ..Default::default() };
+        let probes =
+            spawn_probes(lb.clone(), check.clone(), vec![(down, SocketAddr::from(([127, 0, 0, 1], closed)))], opts);
+        wait_for(&lb, down, HealthState::Unhealthy, interval * 3 + slack).await;
+        sleep(Duration::from_millis(700)).await;
+        let records = probes.probes(down);
+        probes.shutdown().await;
+        let gaps: Vec<Duration> = records.windows(2).map(|p| p[1].at.saturating_sub(p[0].at)).collect();
+        // The second check turned it unhealthy. As in the simulator, the wait after a check is
+        // chosen as it starts: the two checks that started healthy are followed by 300 ms.
+        assert!(gaps[..2].iter().all(|&g| g + slack >= interval && g <= interval + slack), "{gaps:?}");
+        let after = &gaps[2..];
+        assert!(after.len() >= 8, "checked every 30 ms once unhealthy: {gaps:?}");
+        assert!(after.iter().all(|&g| g <= Duration::from_millis(30) + slack), "{gaps:?}");
+
+        // interval_jitter_percent = 50 on a healthy member: gaps within [50, 150] ms, and spread.
+        let interval = Duration::from_millis(100);
+        let policy = CheckPolicy::new(None, Some(50), None);
+        let opts = ProbeOptions { seed: 3, interval_override: Some(interval), policy, ..Default::default() };
+        let probes = spawn_probes(lb.clone(), check, vec![(ok, SocketAddr::from(([127, 0, 0, 1], up)))], opts);
+        sleep(Duration::from_millis(2200)).await;
+        let records = probes.probes(ok);
+        probes.shutdown().await;
+        let gaps: Vec<Duration> = records.windows(2).map(|p| p[1].at.saturating_sub(p[0].at)).collect();
+        assert!(gaps.len() >= 12, "{gaps:?}");
+        assert!(gaps.iter().all(|&g| g + slack >= interval / 2 && g <= interval * 3 / 2 + slack), "{gaps:?}");
+        let (min, max) = (gaps.iter().min().unwrap(), gaps.iter().max().unwrap());
+        assert!(*max - *min >= Duration::from_millis(40), "jitter spreads the gaps: {gaps:?}");
     })
     .await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// How many recent probe results [`ProbeHandle::probes`] keeps per member.
@@ -23,10 +23,12 @@ pub struct ProbeOptions {
     pub seed: u64,
     /// TLS for HTTPS checks; `None`: accept any certificate, no client certificate.
     pub tls: Option<TlsProbe>,
-    /// Probe every this often instead of `time_interval` (tests and fast demos). The probe
+    /// Probe every this often instead of `time_interval` (tests and fast demos); an
+    /// `unhealthy_interval` and the jitter scale it as they scale `time_interval`. The probe
     /// timeout stays `timeout`; one member's probes never overlap.
     pub interval_override: Option<Duration>,
-    /// `retriable_codes`: a status outside it and `http_code` marks the member unhealthy at once.
+    /// `unhealthy_interval`, `interval_jitter_percent` and `retriable_codes` (a status outside
+    /// it and `http_code` marks the member unhealthy at once).
     pub policy: crate::health::CheckPolicy,
 }
 
@@ -173,6 +175,7 @@ pub fn spawn_probes(
             addr,
             first: shared.start + delay,
             interval,
+            seed: opts.seed,
             shared: shared.clone(),
             policy: policy.clone(),
         };
@@ -189,28 +192,47 @@ struct MemberTask {
     addr: SocketAddr,
     first: Instant,
     interval: Duration,
+    seed: u64,
     shared: Arc<Shared>,
     policy: Arc<CheckPolicy>,
 }
 
 impl MemberTask {
     async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval_at(self.first, self.interval);
-        // A probe never overlaps the member's next one; a tick missed while a probe ran (only
-        // possible when the interval is overridden below the timeout) is skipped, keeping phase.
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        loop {
+        let mut at = self.first;
+        for n in 0u64.. {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = ticks.tick() => {}
+                _ = tokio::time::sleep_until(at) => {}
             }
+            // As in the simulator: the next check's interval follows the member's health as this
+            // one starts.
+            let unhealthy = self.lb.health().state(self.member) == Some(HealthState::Unhealthy);
+            let next = at + self.next_interval(unhealthy, n);
             let probe = probe_host(&self.check, self.addr, Some(self.member.host()), self.tls.as_deref());
             let result = tokio::select! {
                 _ = stop.changed() => return,
                 r = probe => r,
             };
             self.record(result);
+            // A probe never overlaps the member's next one: a start that passed while it ran
+            // (only possible when the interval is overridden below the timeout) comes now.
+            at = next.max(Instant::now());
         }
+    }
+
+    /// The wait after check `n` starts: `time_interval` (or the override), scaled as
+    /// `unhealthy_interval` and `interval_jitter_percent` scale it; the jitter's draw depends
+    /// only on the seed, the member and `n`, as the first delay does.
+    fn next_interval(&self, unhealthy: bool, n: u64) -> Duration {
+        let u = if self.policy.jitters() {
+            let h = xxh3_64(self.member.to_string().as_bytes());
+            (splitmix64(self.seed ^ splitmix64(h ^ splitmix64(n))) >> 11) as f64 / (1u64 << 53) as f64
+        } else {
+            0.5
+        };
+        let base = f64::from(self.check.interval_s.max(1));
+        self.interval.mul_f64(self.policy.interval_s(&self.check, unhealthy, u) / base).max(Duration::from_millis(1))
     }
 
     fn record(&self, result: ProbeResult) {
