@@ -15,6 +15,7 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -301,12 +302,21 @@ where
     }
     let ctx =
         Ctx { control: Arc::clone(&shared.control), request_id: request_id.to_string(), scope, params, api: route.api };
-    // Its own task, so that a panic in a handler becomes a 500 and not a dropped connection.
-    match tokio::spawn(dispatch(route.op, ctx, body)).await {
+    isolated(route.api, request_id, dispatch(route.op, ctx, body)).await
+}
+
+/// Runs a handler in its own task, so that a panic in it becomes a bare 500 (the cause in the
+/// log, with the request id, never in the answer) and not a dropped connection.
+async fn isolated(
+    api: model::Api,
+    request_id: &str,
+    handler: impl Future<Output = Handled> + Send + 'static,
+) -> Handled {
+    match tokio::spawn(handler).await {
         Ok(handled) => handled,
         Err(e) => {
             tracing::error!(request_id = %request_id, error = %e, "handler failed");
-            Err(ApiError::internal(route.api))
+            Err(ApiError::internal(api))
         }
     }
 }
@@ -337,5 +347,27 @@ mod tests {
         // A path no route has is a 404, with no Allow.
         let resp = h.handle(request("TRACE", "/v1/nothing/here/at/all")).await;
         assert_eq!((resp.status(), resp.headers().get(ALLOW)), (StatusCode::NOT_FOUND, None));
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_a_bare_500() {
+        let secret = "/var/lib/lbsim/state.redb: disk quota exceeded";
+        // The ZStack shape has no request id in its body (the X-Request-Id header carries it).
+        for (api, code, id) in [(model::Api::Roma, "APIG.9999", "req-1"), (model::Api::Zstack, "SYS.1000", "")] {
+            let fut = async move {
+                if secret.is_empty() {
+                    return Reply::no_content();
+                }
+                panic!("{secret}")
+            };
+            let e = match isolated(api, "req-1", fut).await {
+                Err(e) => e,
+                Ok(_) => panic!("a panic answered a success"),
+            };
+            assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+            let body = e.body("req-1").to_string();
+            assert!(body.contains(code) && body.contains(id) && body.contains("System error"), "{body}");
+            assert!(!body.contains("quota") && !body.contains("redb") && !body.contains("panicked"), "{body}");
+        }
     }
 }
