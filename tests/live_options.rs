@@ -1,13 +1,14 @@
 #![cfg(feature = "live")]
 //! Issue 5's options through the live proxy on loopback: outlier detection ejects a member from
-//! its real 500 answers. Bounded in time and count.
+//! its real 500 answers; the member slow-starts when its ejection ends. Bounded in time and
+//! count.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use lbsim::health::HealthState;
-use lbsim::live::backends::{self, LiveClock, MEMBER_HEADER};
+use lbsim::live::backends::{self, Backends, LiveClock, MEMBER_HEADER};
 use lbsim::live::proxy::{Proxy, ProxyConfig};
 use lbsim::live::stats::ProxyStats;
 use lbsim::model::Format;
@@ -16,6 +17,7 @@ use lbsim::sim::Scenario;
 use lbsim::{Balancer, MemberId};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 const SCENARIO: &str = r#"
 name = "live_outlier"
@@ -41,29 +43,38 @@ rate = 1.0
 at_s = 0
 "#;
 
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The scenario's loopback backends, a balancer with its `[balancer]` options and the proxy.
+async fn start(scenario: &str) -> (Arc<Balancer>, Backends, Proxy, HttpClient) {
+    let sc = Scenario::parse(scenario, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
+    let clock = LiveClock::now();
+    let backends = backends::start(backends::plans(&sc, sc.seed), clock).await.expect("backends");
+    let ch = &sc.channels[0].channel;
+    let lb = Arc::new(Balancer::builder(ch).options(sc.balancer.clone()).build().expect("channel"));
+    let stats = Arc::new(ProxyStats::new(&member_ids(ch), clock.start, 1.0, 30));
+    let cfg = ProxyConfig::new(backends.addrs().into_iter().collect());
+    let proxy = Proxy::start(Arc::clone(&lb), cfg, "127.0.0.1:0".parse().unwrap(), stats).await.expect("proxy");
+    (lb, backends, proxy, Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
+}
+
+/// One request through the proxy: its status and the member that answered.
+async fn get(client: &HttpClient, proxy: &Proxy, i: usize) -> (u16, Option<String>) {
+    let req = hyper::Request::get(format!("http://{}/r/{i}", proxy.addr())).body(Full::new(Bytes::new())).unwrap();
+    let resp = client.request(req).await.expect("request");
+    let status = resp.status().as_u16();
+    let member = resp.headers().get(MEMBER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let _ = resp.into_body().collect().await;
+    (status, member)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_a_member_from_its_real_500_answers() {
     let run = async {
-        let sc = Scenario::parse(SCENARIO, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
-        let clock = LiveClock::now();
-        let backends = backends::start(backends::plans(&sc, sc.seed), clock).await.expect("backends");
-        let ch = &sc.channels[0].channel;
-        let lb = Arc::new(Balancer::builder(ch).options(sc.balancer.clone()).build().expect("channel"));
-        let members = member_ids(ch);
-        let stats = Arc::new(ProxyStats::new(&members, clock.start, 1.0, 30));
-        let cfg = ProxyConfig::new(backends.addrs().into_iter().collect());
-        let proxy = Proxy::start(Arc::clone(&lb), cfg, "127.0.0.1:0".parse().unwrap(), stats).await.expect("proxy");
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let (lb, backends, proxy, client) = start(SCENARIO).await;
         let mut seen = Vec::new();
         for i in 0..30 {
-            let req =
-                hyper::Request::get(format!("http://{}/r/{i}", proxy.addr())).body(Full::new(Bytes::new())).unwrap();
-            let resp = client.request(req).await.expect("request");
-            let status = resp.status().as_u16();
-            let member = resp.headers().get(MEMBER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let _ = resp.into_body().collect().await;
-            seen.push((status, member));
+            seen.push(get(&client, &proxy, i).await);
         }
         proxy.shutdown(Duration::from_secs(1)).await;
         backends.shutdown().await;
@@ -82,4 +93,88 @@ async fn outlier_detection_ejects_a_member_from_its_real_500_answers() {
     assert!(seen.iter().filter(|s| s.0 == 200).count() == 27);
     assert_eq!(lb.health().state(bad), Some(HealthState::Ejected));
     assert!(!lb.members()[1].eligible);
+}
+
+const SLOW_START: &str = r#"
+name = "live_slow_start"
+seed = 5
+duration_s = 10
+[balancer]
+outlier_consecutive_errors = 3
+outlier_base_ejection_s = 1
+max_ejection_percent = 50
+slow_start_s = 3
+slow_start_floor = 0.1
+[traffic]
+service_time_ms = { dist = "fixed", value = 1 }
+[channel]
+name = "live_slow_start"
+port = 8080
+balance_strategy = 1
+member_type = "ip"
+instance_ids = ["eea73cde015940908ae0117d67bf7330"]
+members = [{ host = "10.1.0.1" }, { host = "10.1.0.2" }]
+[[faults]]
+member = "10.1.0.2:8080"
+kind = "errors"
+rate = 1.0
+at_s = 0
+until_s = 0.5
+"#;
+
+/// Slow start in the live proxy: member 2 answers 500s for half a second, is ejected for 1 s,
+/// and on its return its share ramps over `slow_start_s` = 3 s from the floor (0.1 of its
+/// weight, a share near 0.09 beside an equal member) to an even split. In windows of
+/// `slow_start_s / 10`, each window's share is at least the previous one's minus two binomial
+/// standard deviations (issue 5's criterion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_member_slow_starts_through_the_proxy() {
+    let run = async {
+        let (lb, backends, proxy, client) = start(SLOW_START).await;
+        let back = "10.1.0.2:8080";
+        let mut i = 0;
+        // Until the member is back: its three 500s eject it, it returns a second later.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let t0 = loop {
+            assert!(Instant::now() < deadline, "the member did not return");
+            i += 1;
+            if let (200, Some(m)) = get(&client, &proxy, i).await {
+                if m == back {
+                    break Instant::now();
+                }
+            }
+        };
+        // Sequential requests for the ramp and half a second after it.
+        let mut answers: Vec<(Duration, bool)> = Vec::new();
+        while t0.elapsed() < Duration::from_millis(3500) {
+            i += 1;
+            let (status, member) = get(&client, &proxy, i).await;
+            assert_eq!(status, 200, "no failure once the fault ended");
+            answers.push((t0.elapsed(), member.as_deref() == Some(back)));
+        }
+        proxy.shutdown(Duration::from_secs(1)).await;
+        backends.shutdown().await;
+        (lb, answers)
+    };
+    let (lb, answers) = tokio::time::timeout(Duration::from_secs(30), run).await.expect("bounded in time");
+    let window = Duration::from_millis(300);
+    let share = |from: Duration, to: Duration| {
+        let w: Vec<bool> = answers.iter().filter(|(t, _)| *t >= from && *t < to).map(|&(_, b)| b).collect();
+        (w.iter().filter(|&&b| b).count() as f64 / w.len().max(1) as f64, w.len())
+    };
+    let shares: Vec<(f64, usize)> = (0..10).map(|k| share(window * k, window * (k + 1))).collect();
+    println!("shares per {window:?}: {shares:?}");
+    assert!(shares.iter().all(|&(_, n)| n >= 30), "too few requests per window: {shares:?}");
+    assert!(shares[0].0 <= 0.25, "the first window is near the floor: {shares:?}");
+    for k in 1..10 {
+        let (p, n) = (shares[k - 1].0, shares[k].1 as f64);
+        let sd = (p * (1.0 - p) / n).sqrt();
+        assert!(shares[k].0 >= p - 2.0 * sd, "window {k} fell: {shares:?}");
+    }
+    assert!(shares[9].0 >= 0.38, "the ramp ends near an even split: {shares:?}");
+    let (after, _) = share(Duration::from_millis(3050), Duration::from_millis(3500));
+    assert!((after - 0.5).abs() <= 0.1, "even after the ramp: {after}");
+    // No active check: back from ejection, the member is eligible with its health unknown.
+    assert_eq!(lb.health().state(MemberId::new("10.1.0.2", 8080)), Some(HealthState::Unknown));
+    assert!(lb.members()[1].eligible);
 }
