@@ -502,6 +502,35 @@ async fn unhealthy_interval_and_jitter_shape_the_live_probe_schedule() {
     .await;
 }
 
+/// `retriable_codes` in the live prober: with `"500-599"` retriable, a 503 is an ordinary failure
+/// (threshold_abnormal = 2 checks), while a 404 (outside both it and `http_code`) marks the
+/// member unhealthy at its first check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_outside_retriable_codes_marks_the_member_unhealthy_at_once() {
+    bounded(10, async {
+        let (soft, _, _s) = http_server(Arc::new(AtomicU16::new(503)), None).await;
+        let (hard, _, _h) = http_server(Arc::new(AtomicU16::new(404)), None).await;
+        let ports = [soft.port(), hard.port()];
+        let lb = balancer(ports, "HTTP");
+        let [m_soft, m_hard] = [MemberId::new("127.0.0.1", ports[0]), MemberId::new("127.0.0.1", ports[1])];
+        let policy = CheckPolicy::new(None, None, Some("500-599"));
+        let interval = Duration::from_millis(200);
+        let opts = ProbeOptions { seed: 9, interval_override: Some(interval), policy, ..Default::default() };
+        let probes = spawn_probes(lb.clone(), lb.check().unwrap(), targets(ports), opts);
+        wait_for(&lb, m_soft, HealthState::Unhealthy, interval * 3).await;
+        wait_for(&lb, m_hard, HealthState::Unhealthy, interval * 3).await;
+        let events = probes.events();
+        // The probe that made each member unhealthy was its first (404) or its second (503).
+        let probes_before = |m: MemberId| {
+            let at = events.iter().find(|e| e.member == m).map(|e| e.at).unwrap();
+            probes.probes(m).iter().filter(|p| p.at <= at).count()
+        };
+        assert_eq!((probes_before(m_hard), probes_before(m_soft)), (1, 2), "{events:?}");
+        probes.shutdown().await;
+    })
+    .await;
+}
+
 // === seeded jitter ===
 
 #[test]
