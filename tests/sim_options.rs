@@ -152,3 +152,38 @@ fn check_intervals_and_retriable_codes_detect_and_recover_sooner_in_the_simulato
     steady.balancer.interval_jitter_percent = None;
     assert_ne!(sim(&steady, Strategy::Wrr).faults[0].detected_at_s, again.faults[0].detected_at_s);
 }
+
+#[test]
+fn panic_mode_spreads_traffic_over_failing_checks_instead_of_burying_the_healthy_member() {
+    let on = load("panic_mode");
+    let mut off = on.clone();
+    off.balancer.panic_threshold = None;
+    for s in [Strategy::Wrr, Strategy::Wlc, Strategy::SourceIp, Strategy::UriHash] {
+        // In panic, the three members whose checks fail still take their share and answer it
+        // (slowly): no request fails, and 90 % of them took 1.2 s or less.
+        let r = sim(&on, s);
+        assert_eq!(r.requests.failed, 0, "{s:?}: {:?}", r.requests.failed_by_reason);
+        assert!(member(&r, "192.168.90.2:8080").share > 0.2, "{s:?}");
+        // Without it, the one healthy member (500/s of capacity) gets all 1,500/s from the
+        // detection (about 37 s) to the recovery (about 96 s): most of those requests time out.
+        let r = sim(&off, s);
+        let timeouts = r.requests.failed_by_reason.get("timeout").copied().unwrap_or(0);
+        assert!(timeouts > 60_000, "{s:?}: {:?}", r.requests.failed_by_reason);
+    }
+}
+
+#[test]
+fn backup_mode_first_gives_the_first_eligible_backup_everything() {
+    let first = load("backup_modes");
+    let mut all = first.clone();
+    all.balancer.backup_mode = Default::default();
+    for s in [Strategy::Wrr, Strategy::Wlc, Strategy::SourceIp, Strategy::UriHash] {
+        // About 60 s of 120 without a primary: the backups take about half of the requests.
+        let r = sim(&first, s);
+        let (b3, b4) = (member(&r, "192.168.70.3:8080"), member(&r, "192.168.70.4:8080"));
+        assert!((b3.share - 0.49).abs() < 0.02 && b4.requests == 0, "{s:?}: {} {}", b3.share, b4.requests);
+        let r = sim(&all, s);
+        let (b3, b4) = (member(&r, "192.168.70.3:8080"), member(&r, "192.168.70.4:8080"));
+        assert!((b3.share - 0.245).abs() < 0.02 && (b4.share - 0.245).abs() < 0.02, "{s:?}: {} {}", b3.share, b4.share);
+    }
+}
