@@ -1,7 +1,7 @@
 #![cfg(feature = "live")]
 //! Issue 5's options through the live proxy on loopback: outlier detection ejects a member from
-//! its real 500 answers; the member slow-starts when its ejection ends. Bounded in time and
-//! count.
+//! its real 500 answers; the member slow-starts when its ejection ends; `backup_mode = "first"`,
+//! panic mode and bounded-load hashing decide where real requests go. Bounded in time and count.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -177,4 +177,116 @@ async fn a_returning_member_slow_starts_through_the_proxy() {
     // No active check: back from ejection, the member is eligible with its health unknown.
     assert_eq!(lb.health().state(MemberId::new("10.1.0.2", 8080)), Some(HealthState::Unknown));
     assert!(lb.members()[1].eligible);
+}
+
+/// A channel of `members` with `balancer` options, 5 ms service and a TCP check that no prober
+/// runs (the tests set health themselves).
+fn channel(balancer: &str, strategy: u8, members: &str) -> String {
+    format!(
+        r#"
+name = "live_options"
+seed = 5
+duration_s = 10
+[balancer]
+{balancer}
+[traffic]
+service_time_ms = {{ dist = "fixed", value = 5 }}
+[channel]
+name = "live_options"
+port = 8080
+balance_strategy = {strategy}
+member_type = "ip"
+instance_ids = ["eea73cde015940908ae0117d67bf7330"]
+members = [{members}]
+vpc_health_config = {{ protocol = "TCP", threshold_normal = 2, threshold_abnormal = 2, time_interval = 10, timeout = 1 }}
+"#
+    )
+}
+
+/// Who answered each of `n` sequential requests (`None`: a failure).
+async fn answers(scenario: &str, n: usize, before: impl FnOnce(&Balancer)) -> Vec<Option<String>> {
+    let run = async {
+        let (lb, backends, proxy, client) = start(scenario).await;
+        before(&lb);
+        let mut seen = Vec::new();
+        for i in 0..n {
+            let (status, member) = get(&client, &proxy, i).await;
+            seen.push(if status == 200 { member } else { None });
+        }
+        proxy.shutdown(Duration::from_secs(1)).await;
+        backends.shutdown().await;
+        seen
+    };
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("bounded in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_mode_first_sends_everything_to_the_first_backup_through_the_proxy() {
+    let members = r#"{ host = "10.2.0.1", status = 2 }, { host = "10.2.0.2", is_backup = true },
+        { host = "10.2.0.3", is_backup = true }"#;
+    let count = |seen: &[Option<String>], m: &str| seen.iter().filter(|s| s.as_deref() == Some(m)).count();
+    let first = answers(&channel(r#"backup_mode = "first""#, 1, members), 40, |_| {}).await;
+    assert_eq!((count(&first, "10.2.0.2:8080"), count(&first, "10.2.0.3:8080")), (40, 0), "{first:?}");
+    let all = answers(&channel("", 1, members), 40, |_| {}).await;
+    // Even, within what the proxy's two worker threads (a WRR cursor each) can skew.
+    let (a, b) = (count(&all, "10.2.0.2:8080"), count(&all, "10.2.0.3:8080"));
+    assert!(a + b == 40 && a.abs_diff(20) <= 4, "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_mode_keeps_the_proxy_serving_through_members_whose_checks_fail() {
+    let members = r#"{ host = "10.3.0.1" }, { host = "10.3.0.2" }"#;
+    let fail_checks = |lb: &Balancer| {
+        for m in ["10.3.0.1", "10.3.0.2"] {
+            lb.health().force_unhealthy(MemberId::new(m, 8080));
+        }
+    };
+    // Both members fail their checks but serve: in panic both still answer, every request.
+    let panic = answers(&channel("panic_threshold = 50", 1, members), 20, fail_checks).await;
+    assert!(panic.iter().all(Option::is_some), "{panic:?}");
+    assert!(panic.iter().any(|m| m.as_deref() == Some("10.3.0.2:8080")), "{panic:?}");
+    // Without panic the proxy has no member to send them to.
+    let off = answers(&channel("", 1, members), 20, fail_checks).await;
+    assert!(off.iter().all(Option::is_none), "{off:?}");
+}
+
+/// Bounded-load hashing through the proxy: 40 concurrent requests for one URI (50 ms each) over
+/// four members. Without a factor they all go to the key's first member; with 125 no member
+/// holds more than 1.25 x the average in-flight (+1) and the rest overflow down the key's
+/// preference order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_load_hashing_spreads_a_hot_key_through_the_proxy() {
+    let members = r#"{ host = "10.4.0.1" }, { host = "10.4.0.2" }, { host = "10.4.0.3" }, { host = "10.4.0.4" }"#;
+    let burst = |balancer: &'static str| async move {
+        let scenario = channel(balancer, 4, members).replace("value = 5", "value = 50");
+        let (_lb, backends, proxy, client) = start(&scenario).await;
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let (client, url) = (client.clone(), format!("http://{}/hot/key", proxy.addr()));
+                tokio::spawn(async move {
+                    let resp = client.request(hyper::Request::get(url).body(Full::new(Bytes::new())).unwrap()).await;
+                    let resp = resp.expect("request");
+                    assert_eq!(resp.status(), 200);
+                    resp.headers().get(MEMBER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
+                })
+            })
+            .collect();
+        let mut per_member = std::collections::BTreeMap::<String, usize>::new();
+        for c in calls {
+            *per_member.entry(c.await.expect("task").expect("member header")).or_default() += 1;
+        }
+        proxy.shutdown(Duration::from_secs(1)).await;
+        backends.shutdown().await;
+        per_member
+    };
+    let run = async {
+        let off = burst("").await;
+        assert_eq!(off.len(), 1, "one key, one member: {off:?}");
+        let bounded = burst("hash_balance_factor = 125").await;
+        // 40 in flight over 4 members: average 10, bound 12.5 (+1).
+        assert!(bounded.len() >= 3 && bounded.values().all(|&n| n <= 14), "{bounded:?}");
+        // The overflow starts from the member the key hashes to.
+        assert!(bounded.contains_key(off.keys().next().unwrap()), "{bounded:?} {off:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("bounded in time");
 }
