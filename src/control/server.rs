@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
 /// How `serve` runs.
 pub struct ServeConfig {
     pub listen: SocketAddr,
