@@ -22,13 +22,18 @@
 //! generation number: see `reader.rs`); configuration and health changes build a new snapshot
 //! under a writer lock that the hot path never takes. WRR replays a precomputed
 //! smooth schedule with per-thread cursors; the hash strategies look a key's bucket up in a
-//! precomputed rendezvous table; WLC scans the eligible members' in-flight counters.
+//! precomputed rendezvous table; WLC keeps, per thread stripe, an index of the members by weight
+//! and in-flight count (`wlc.rs`). The options live in `options.rs`, health results come in
+//! through `health_handle.rs`, and `key_space.rs` reads a hash table's owners.
 
 mod bounded;
 mod hash;
+mod health_handle;
 #[cfg(test)]
 mod interleavings;
+mod key_space;
 mod member;
+mod options;
 mod outlier;
 mod reader;
 mod slow_start;
@@ -37,189 +42,25 @@ mod wlc;
 mod wrr;
 
 pub use hash::{ip_key, uri_key, uri_key_part, UriHashKey};
+pub use health_handle::HealthHandle;
+pub use key_space::KeySpace;
 pub use member::{Member, MemberId};
+pub use options::{BackupMode, GroupWeights, InitialHealth, Options, Strategy};
 pub use slow_start::DEFAULT_FLOOR as DEFAULT_SLOW_START_FLOOR;
 pub use snapshot::Tier;
 #[cfg(feature = "live")]
 pub(crate) use wrr::{stripe, STRIPES};
 
-use crate::health::{CheckConfig, HealthMachine, HealthState, Outcome};
+use crate::health::{CheckConfig, HealthMachine, HealthState};
 use crate::model::{Validate, ValidationErrors, VpcChannel};
 use parking_lot::Mutex;
 use reader::Published;
-use serde::{Deserialize, Serialize};
 use snapshot::{Active, BuildInput, GroupSpec, Snapshot};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `balance_strategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Strategy {
-    /// 1: smooth weighted round robin.
-    Wrr,
-    /// 2: weighted least connections.
-    Wlc,
-    /// 3: consistent weighted hash of the client's source IP.
-    SourceIp,
-    /// 4: consistent weighted hash of the request URI.
-    UriHash,
-}
-
-impl Strategy {
-    pub const ALL: [Strategy; 4] = [Strategy::Wrr, Strategy::Wlc, Strategy::SourceIp, Strategy::UriHash];
-
-    /// From the seed's `balance_strategy` number.
-    pub fn from_code(code: i64) -> Option<Strategy> {
-        match code {
-            1 => Some(Strategy::Wrr),
-            2 => Some(Strategy::Wlc),
-            3 => Some(Strategy::SourceIp),
-            4 => Some(Strategy::UriHash),
-            _ => None,
-        }
-    }
-
-    pub fn code(self) -> i64 {
-        match self {
-            Strategy::Wrr => 1,
-            Strategy::Wlc => 2,
-            Strategy::SourceIp => 3,
-            Strategy::UriHash => 4,
-        }
-    }
-
-    /// Short name used by the CLI and reports: `wrr`, `wlc`, `sh`, `uri`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Wrr => "wrr",
-            Strategy::Wlc => "wlc",
-            Strategy::SourceIp => "sh",
-            Strategy::UriHash => "uri",
-        }
-    }
-
-    pub fn is_hash(self) -> bool {
-        matches!(self, Strategy::SourceIp | Strategy::UriHash)
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "wrr" | "1" => Ok(Strategy::Wrr),
-            "wlc" | "2" => Ok(Strategy::Wlc),
-            "sh" | "3" => Ok(Strategy::SourceIp),
-            "uri" | "4" => Ok(Strategy::UriHash),
-            _ => Err(format!("`{s}` is not a strategy: wrr, wlc, sh or uri (or 1-4)")),
-        }
-    }
-}
-
-/// How member-group weights apply (`[balancer] group_weights`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupWeights {
-    /// A member in a group that has a `member_group_weight` takes that weight in place of its
-    /// own; others keep their own (the seed's wording).
-    #[default]
-    Inherit,
-    /// Pick a group by group weight among groups with an eligible member, then a member inside
-    /// it by the strategy with member weights. A group without a weight weighs the sum of its
-    /// members' weights; an ungrouped member is a group of its own.
-    Hierarchical,
-}
-
-/// Which backups take traffic when no primary is eligible (`[balancer] backup_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupMode {
-    /// Balance across all eligible backups (the seed's meaning).
-    #[default]
-    All,
-    /// The first eligible backup, in member order, takes everything (HAProxy's default).
-    First,
-}
-
-/// A member's health before its first check (`[balancer] initial_health`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitialHealth {
-    #[default]
-    Healthy,
-    Unhealthy,
-}
-
-/// Options of the balancer that the seed's body cannot carry (the scenario's `[balancer]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    pub group_weights: GroupWeights,
-    pub uri_hash_key: UriHashKey,
-    pub initial_health: InitialHealth,
-    /// Count in-flight picks for every strategy (always on for WLC).
-    pub track_in_flight: bool,
-    /// Size of the hash strategies' bucket table, as a power of two (12-24); default by member
-    /// count (16-20).
-    pub hash_table_bits: Option<u8>,
-    pub backup_mode: BackupMode,
-    /// Panic mode, in percent (1-100; off by default): when fewer than this share of the enabled
-    /// primaries is healthy and no backup is eligible, every enabled primary takes traffic rather
-    /// than the few healthy ones taking it all (Envoy's panic threshold).
-    pub panic_threshold: Option<u8>,
-    /// Slow start, in seconds (off by default): a member that becomes eligible (new, recovered,
-    /// re-enabled) ramps its weight linearly from `slow_start_floor` x weight to its full weight
-    /// over this time, in 20 steps. Needs the time: see [`Balancer::tick`].
-    pub slow_start_s: Option<f64>,
-    /// The weight factor a slow-start ramp begins at (0-1; absent: 0.1).
-    pub slow_start_floor: Option<f64>,
-    /// Bounded-load hashing, in percent (above 100; off by default): under SH and URI hash no
-    /// member takes more than this share of its weighted part of the requests in flight; a key
-    /// whose first choice is full goes to the next member in its preference order.
-    pub hash_balance_factor: Option<u32>,
-    /// Outlier detection (passive health; off unless this or `outlier_failure_rate` is set):
-    /// eject a member after this many consecutive failed responses (5xx, refused, reset, timed
-    /// out), reported through [`HealthHandle::record_response`].
-    pub outlier_consecutive_errors: Option<u32>,
-    /// Eject a member when at least this percentage (1-100) of its responses failed within one
-    /// `outlier_interval_s` window, once it has `outlier_min_requests` responses there.
-    pub outlier_failure_rate: Option<u8>,
-    /// Responses a window needs before `outlier_failure_rate` applies (absent: 20).
-    pub outlier_min_requests: Option<u32>,
-    /// Length of the failure-rate window, in seconds (absent: 10).
-    pub outlier_interval_s: Option<f64>,
-    /// The n-th ejection of a member lasts n times this, in seconds (absent: 30).
-    pub outlier_base_ejection_s: Option<f64>,
-    /// At most this percentage of the members is ejected at once; one always can be (absent: 10).
-    pub max_ejection_percent: Option<u8>,
-    /// Seconds between checks of an unhealthy member (absent: `time_interval`).
-    pub unhealthy_interval: Option<u32>,
-    /// Each check interval is drawn within plus or minus this percentage (0-100; absent: 0).
-    pub interval_jitter_percent: Option<u8>,
-    /// Check statuses that are ordinary failures (`http_code` syntax); with this set, a status
-    /// outside both it and `http_code` marks the member unhealthy at once.
-    pub retriable_codes: Option<String>,
-}
-
-impl Options {
-    /// The check interval and status options in force.
-    pub fn check_policy(&self) -> crate::health::CheckPolicy {
-        crate::health::CheckPolicy::new(
-            self.unhealthy_interval,
-            self.interval_jitter_percent,
-            self.retriable_codes.as_deref(),
-        )
-    }
-}
 
 /// One request as the balancer sees it: the client's address and the request URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -935,147 +776,6 @@ fn weight_shares(active: &Active, n: usize) -> Vec<f64> {
         }
     }
     out
-}
-
-/// Feeds check results into the members' threshold state machines.
-pub struct HealthHandle<'a> {
-    lb: &'a Balancer,
-}
-
-impl HealthHandle<'_> {
-    /// Counts one check result for a member. Returns the member's new state when this result
-    /// changed it (eligibility follows at once); `None` otherwise, and for an unknown id.
-    pub fn record(&self, id: MemberId, outcome: Outcome) -> Option<HealthState> {
-        self.apply(id, |m| m.record(outcome))
-    }
-
-    /// [`HealthHandle::record`] at a time (see [`Balancer::tick`]): a member that recovers starts
-    /// its slow-start ramp then.
-    pub fn record_at(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
-        let mut w = self.lb.writer.lock();
-        if now > w.now {
-            w.now = now;
-        }
-        drop(w);
-        self.record(id, outcome)
-    }
-
-    /// Passive health: one response of a member at `now` (see [`Balancer::tick`]); a 5xx answer
-    /// or a failed connection is an `Outcome::Failure`. Returns `Some(Ejected)` when this response
-    /// made outlier detection eject the member; `None` otherwise, always when it is off.
-    pub fn record_response(&self, id: MemberId, outcome: Outcome, now: Duration) -> Option<HealthState> {
-        let (rules, counters) = self.lb.outlier.as_ref()?;
-        if !counters.lock().record(rules, id, outcome, now) {
-            return None;
-        }
-        let mut w = self.lb.writer.lock();
-        if now > w.now {
-            w.now = now;
-        }
-        w.index.get(&id)?;
-        let (now, n) = (w.now, w.config.members.len());
-        w.ejections.eject(rules, id, now, n)?;
-        self.lb.publish(&mut w);
-        Some(HealthState::Ejected)
-    }
-
-    /// Marks a member unhealthy at once, without waiting for `threshold_abnormal`.
-    pub fn force_unhealthy(&self, id: MemberId) -> Option<HealthState> {
-        self.apply(id, HealthMachine::force_unhealthy)
-    }
-
-    /// The member's current health, `None` for an unknown id.
-    pub fn state(&self, id: MemberId) -> Option<HealthState> {
-        let w = self.lb.writer.lock();
-        w.index.get(&id).map(|&i| w.health_of(i))
-    }
-
-    fn apply(&self, id: MemberId, f: impl FnOnce(&mut HealthMachine) -> Option<HealthState>) -> Option<HealthState> {
-        let mut w = self.lb.writer.lock();
-        let i = *w.index.get(&id)?;
-        let changed = f(&mut w.machines[i]);
-        if changed.is_some() {
-            self.lb.publish(&mut w);
-        }
-        changed
-    }
-}
-
-/// The hash key space at one moment: which member owns each bucket.
-pub struct KeySpace {
-    snap: Arc<Snapshot>,
-}
-
-impl KeySpace {
-    fn table(&self) -> &snapshot::HashTable {
-        // A KeySpace is only made from a snapshot that has a table.
-        match self.snap.active.as_ref().ok().and_then(|a| a.table.as_ref()) {
-            Some(t) => t,
-            None => unreachable!("KeySpace without a table"),
-        }
-    }
-
-    /// Number of buckets.
-    pub fn buckets(&self) -> usize {
-        self.table().owners.len()
-    }
-
-    /// The table has `2^bits` buckets; a key's bucket is its hash's top `bits` bits.
-    pub fn bits(&self) -> u8 {
-        self.table().bits
-    }
-
-    /// The owner of bucket `b` (`b < buckets()`).
-    pub fn owner_of_bucket(&self, b: usize) -> MemberId {
-        let t = self.table();
-        self.snap.members[t.owners[b % t.owners.len()] as usize].id
-    }
-
-    /// The owner of the bucket that a key hash falls into.
-    pub fn owner_of_key(&self, key: u64) -> MemberId {
-        let t = self.table();
-        self.snap.members[t.owners[hash::bucket_of(key, t.bits)] as usize].id
-    }
-
-    /// Fraction of the key space (0-1) whose owner differs between two key spaces.
-    pub fn moved_fraction(&self, other: &KeySpace) -> f64 {
-        let (a, b) = (self.table(), other.table());
-        if a.bits != b.bits {
-            // Different table sizes: compare at the finer resolution.
-            let bits = a.bits.max(b.bits);
-            let n = 1usize << bits;
-            let moved = (0..n)
-                .filter(|&k| {
-                    let key = (k as u64) << (64 - u32::from(bits));
-                    self.owner_of_key(key) != other.owner_of_key(key)
-                })
-                .count();
-            return moved as f64 / n as f64;
-        }
-        let moved = a
-            .owners
-            .iter()
-            .zip(b.owners.iter())
-            .filter(|(&x, &y)| self.snap.members[x as usize].id != other.snap.members[y as usize].id)
-            .count();
-        moved as f64 / a.owners.len() as f64
-    }
-
-    /// Each owning member's share of the key space, in member order.
-    pub fn shares(&self) -> Vec<(MemberId, f64)> {
-        let t = self.table();
-        let mut counts = vec![0u64; self.snap.members.len()];
-        for &o in t.owners.iter() {
-            counts[o as usize] += 1;
-        }
-        let n = t.owners.len() as f64;
-        counts
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(i, &c)| (self.snap.members[i].id, c as f64 / n))
-            .collect()
-    }
 }
 
 impl Active {
