@@ -19,29 +19,37 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-const SCENARIO: &str = r#"
+/// Two members; 10.1.0.2 answers only 500s from the start (`until`: a line that ends the fault,
+/// or nothing), and three in a row eject it for `ejection_s`. `extra`: more `[balancer]` lines.
+fn failing_member(ejection_s: u32, extra: &str, until: &str) -> String {
+    format!(
+        r#"
 name = "live_outlier"
 seed = 5
 duration_s = 10
 [balancer]
 outlier_consecutive_errors = 3
-outlier_base_ejection_s = 600
+outlier_base_ejection_s = {ejection_s}
 max_ejection_percent = 50
+{extra}
 [traffic]
-service_time_ms = { dist = "fixed", value = 1 }
+service_time_ms = {{ dist = "fixed", value = 1 }}
 [channel]
 name = "live_outlier"
 port = 8080
 balance_strategy = 1
 member_type = "ip"
 instance_ids = ["eea73cde015940908ae0117d67bf7330"]
-members = [{ host = "10.1.0.1" }, { host = "10.1.0.2" }]
+members = [{{ host = "10.1.0.1" }}, {{ host = "10.1.0.2" }}]
 [[faults]]
 member = "10.1.0.2:8080"
 kind = "errors"
 rate = 1.0
 at_s = 0
-"#;
+{until}
+"#
+    )
+}
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -71,7 +79,7 @@ async fn get(client: &HttpClient, proxy: &Proxy, i: usize) -> (u16, Option<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_a_member_from_its_real_500_answers() {
     let run = async {
-        let (lb, backends, proxy, client) = start(SCENARIO).await;
+        let (lb, backends, proxy, client) = start(&failing_member(600, "", "")).await;
         let mut seen = Vec::new();
         for i in 0..30 {
             seen.push(get(&client, &proxy, i).await);
@@ -95,33 +103,6 @@ async fn outlier_detection_ejects_a_member_from_its_real_500_answers() {
     assert!(!lb.members()[1].eligible);
 }
 
-const SLOW_START: &str = r#"
-name = "live_slow_start"
-seed = 5
-duration_s = 10
-[balancer]
-outlier_consecutive_errors = 3
-outlier_base_ejection_s = 1
-max_ejection_percent = 50
-slow_start_s = 3
-slow_start_floor = 0.1
-[traffic]
-service_time_ms = { dist = "fixed", value = 1 }
-[channel]
-name = "live_slow_start"
-port = 8080
-balance_strategy = 1
-member_type = "ip"
-instance_ids = ["eea73cde015940908ae0117d67bf7330"]
-members = [{ host = "10.1.0.1" }, { host = "10.1.0.2" }]
-[[faults]]
-member = "10.1.0.2:8080"
-kind = "errors"
-rate = 1.0
-at_s = 0
-until_s = 0.5
-"#;
-
 /// Slow start in the live proxy: member 2 answers 500s for half a second, is ejected for 1 s,
 /// and on its return its share ramps over `slow_start_s` = 3 s from the floor (0.1 of its
 /// weight, a share near 0.09 beside an equal member) to an even split. In windows of
@@ -130,7 +111,8 @@ until_s = 0.5
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_member_slow_starts_through_the_proxy() {
     let run = async {
-        let (lb, backends, proxy, client) = start(SLOW_START).await;
+        let scenario = failing_member(1, "slow_start_s = 3\nslow_start_floor = 0.1", "until_s = 0.5");
+        let (lb, backends, proxy, client) = start(&scenario).await;
         let back = "10.1.0.2:8080";
         let mut i = 0;
         // Until the member is back: its three 500s eject it, it returns a second later.
