@@ -118,19 +118,11 @@ enum Outcome {
 
 /// The reason a failed request is counted under.
 fn classify(e: &hyper_util::client::legacy::Error) -> &'static str {
-    if e.is_connect() {
-        return "connect";
+    if e.is_connect() || super::caused_by(e, std::io::ErrorKind::ConnectionRefused) {
+        "connect"
+    } else {
+        "reset"
     }
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if matches!(io.kind(), std::io::ErrorKind::ConnectionRefused) {
-                return "connect";
-            }
-        }
-        src = s.source();
-    }
-    "reset"
 }
 
 async fn one(client: Client<HttpConnector, Empty<Bytes>>, req: Request<Empty<Bytes>>, timeout: Duration) -> Outcome {

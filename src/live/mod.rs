@@ -13,3 +13,16 @@ pub mod probe;
 pub mod proxy;
 pub mod run;
 pub mod stats;
+
+/// Whether an I/O error of `kind` is anywhere in `err`'s source chain (hyper's client errors wrap
+/// the connector's `io::Error`): the proxy's and the load generator's failure reasons.
+pub(crate) fn caused_by(err: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == kind) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}

@@ -200,18 +200,6 @@ async fn tick_loop(lb: Arc<Balancer>, origin: Instant) {
     }
 }
 
-/// Whether a client error was caused by a timed-out I/O operation (the connect timeout).
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
-}
-
 /// Passive health: an attempt's outcome into outlier detection (nothing when it is off).
 fn passive(shared: &Shared, id: MemberId, ok: bool) {
     let outcome = if ok { Outcome::Success } else { Outcome::Failure };
@@ -414,7 +402,7 @@ async fn handle(
             Err(_) => Reason::Timeout,
             // The connector's own timeout (the same length) may fire first: still a timeout (504,
             // as nginx answers a proxy_connect_timeout), not a refusal.
-            Ok(Err(e)) if e.is_connect() && timed_out(&e) => Reason::Timeout,
+            Ok(Err(e)) if e.is_connect() && super::caused_by(&e, std::io::ErrorKind::TimedOut) => Reason::Timeout,
             Ok(Err(e)) if e.is_connect() => Reason::Refused,
             Ok(Err(_)) => Reason::Reset,
             Ok(Ok(resp)) if resp.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < shared.cfg.retries => {
