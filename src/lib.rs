@@ -20,7 +20,8 @@
 //! Modules: [`model`] (the seeds' bodies and validation), [`balancer`] (the embeddable core),
 //! [`health`] (the threshold state machine); with feature `sim`, `sim` (the simulator) and
 //! `report` (reports and renderers); with feature `cli`, the command line.
-#![forbid(unsafe_code)]
+// One audited `unsafe` block, in `balancer/reader.rs` (the per-thread snapshot cache).
+#![deny(unsafe_code)]
 
 pub mod balancer;
 #[cfg(feature = "cli")]

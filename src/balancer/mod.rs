@@ -495,10 +495,7 @@ impl Balancer {
     /// Selects a member for a request.
     #[inline]
     pub fn select(&self, req: &Request<'_>) -> Result<Pick<'_>, SelectError> {
-        // The pick is assembled here from a `Chosen` (no drop glue) rather than returned whole
-        // from the closure: copying a just-built 64-byte struct stalls on store forwarding.
-        let mut chosen = Err(SelectError::NoMembers);
-        self.snapshot.with(|snap| chosen = self.select_in(snap, req));
+        let chosen = self.snapshot.with(|snap| self.select_in(snap, req));
         chosen.map(|(member, open)| Pick { member, open, balancer: self })
     }
 
