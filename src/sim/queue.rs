@@ -1,23 +1,26 @@
-//! The engine's event queue: a radix heap over simulated microseconds, in base 16.
+//! The engine's event queue: a radix heap over simulated microseconds, in base 256.
 //!
 //! The engine never schedules an event before the one it is running, so priorities are monotone
-//! and a radix heap is exact: an event waits in the bucket of the highest hex digit in which its
-//! time differs from the last time popped (and that digit's value), and moves only to lower
-//! buckets as the clock gets near it: at most 16 moves, about 4 for the engine's usual
+//! and a radix heap is exact: an event waits in the bucket of the highest base-256 digit in which
+//! its time differs from the last time popped (and that digit's value), and moves only to lower
+//! buckets as the clock gets near it: at most 8 moves, about 2 for the engine's usual
 //! milliseconds ahead, instead of a binary heap's O(log n) comparisons and swaps per event.
+//! (Base 16 moved each event about 4 times; base 256 took 7% off a 100-member WRR run's CPU
+//! time, the other strategies unchanged within noise, for 2,049 bucket headers instead of 257.)
 //!
 //! Events with the same time pop in the order they were pushed (what the binary heap's sequence
 //! numbers did before): equal times always share a bucket, a push appends, and emptying a bucket
 //! into the lower ones (all empty then) keeps its order.
 
-/// Digits of a u64 time in base 16, and values of a digit.
-const DIGITS: usize = 16;
-const RADIX: usize = 16;
+/// Bits of a digit, digits of a u64 time, and values of a digit.
+const BITS: u32 = 8;
+const DIGITS: usize = 64 / BITS as usize;
+const RADIX: usize = 1 << BITS;
 
 /// A FIFO-stable monotone priority queue keyed by time in microseconds.
 pub(crate) struct EventQueue<E> {
-    /// `buckets[0]`: events at `last`, popped from `head`; `buckets[1 + 16p + d]`: events whose
-    /// time differs from `last` first in hex digit `p`, where it is `d`. A lower index holds
+    /// `buckets[0]`: events at `last`, popped from `head`; `buckets[1 + 256p + d]`: events whose
+    /// time differs from `last` first in digit `p`, where it is `d`. A lower index holds
     /// earlier times.
     buckets: Vec<Vec<(u64, E)>>,
     head: usize,
@@ -43,8 +46,8 @@ impl<E: Copy> EventQueue<E> {
         if x == 0 {
             return 0;
         }
-        let p = (63 - x.leading_zeros()) / 4;
-        1 + p as usize * RADIX + ((t >> (4 * p)) & 15) as usize
+        let p = (63 - x.leading_zeros()) / BITS;
+        1 + p as usize * RADIX + ((t >> (BITS * p)) as usize & (RADIX - 1))
     }
 
     #[inline]
