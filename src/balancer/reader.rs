@@ -103,3 +103,51 @@ impl Published {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::balancer::Balancer;
+    use crate::model::VpcChannel;
+    use crate::Request;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn channel(host: &str) -> VpcChannel {
+        let body = serde_json::json!({"name": "reader", "port": 80, "balance_strategy": 1, "member_type": "ip",
+            "instance_ids": ["eea73cde015940908ae0117d67bf7330"], "members": [{"host": host}]});
+        match serde_json::from_value(body) {
+            Ok(c) => c,
+            Err(e) => panic!("test channel: {e}"),
+        }
+    }
+
+    /// More balancers than the cache has ways, picked from in turns on one thread while each is
+    /// updated: every way is evicted and refilled many times (the cached snapshot's borrow ends
+    /// before the next `with`), and every pick sees its own balancer's latest update.
+    #[test]
+    fn picks_follow_updates_through_evictions() {
+        let n = 3 * super::WAYS + 1;
+        let lbs: Vec<Balancer> = (0..n)
+            .map(|b| match Balancer::from_channel(&channel(&format!("10.{b}.0.0"))) {
+                Ok(lb) => lb,
+                Err(e) => panic!("balancer {b}: {e}"),
+            })
+            .collect();
+        let req = Request::new(IpAddr::V4(Ipv4Addr::LOCALHOST), "/");
+        for round in 0..50 {
+            for (b, lb) in lbs.iter().enumerate() {
+                // Every other round picks before and after the update, so that some ways hold a
+                // stale generation when their balancer comes round again.
+                if round % 2 == 0 {
+                    let before = format!("10.{b}.{}.0", round.max(1) - 1);
+                    let host = lb.select(&req).map(|p| p.member().host());
+                    assert_eq!(host.ok(), Some(before.as_str()), "balancer {b}, before round {round}");
+                }
+                if let Err(e) = lb.update(&channel(&format!("10.{b}.{round}.0"))) {
+                    panic!("update {b}: {e}");
+                }
+                let host = lb.select(&req).map(|p| p.member().host());
+                assert_eq!(host.ok(), Some(format!("10.{b}.{round}.0").as_str()), "balancer {b}, round {round}");
+            }
+        }
+    }
+}
