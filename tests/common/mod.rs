@@ -52,3 +52,14 @@ pub const TOP_KEYS: [&str; 16] = [
     "sim",
     "balancer",
 ];
+
+/// Slow start's monotone ramp, as the tests check it: `windows` holds each window's share of the
+/// recovering member and the requests it counted. No window may fall more than two standard
+/// deviations (of the previous window's share, over this window's count) below the one before.
+pub fn assert_ramp_never_falls(windows: &[(f64, f64)], what: &str) {
+    for k in 1..windows.len() {
+        let (p, n) = (windows[k - 1].0, windows[k].1);
+        let sd = (p * (1.0 - p) / n).sqrt();
+        assert!(windows[k].0 >= p - 2.0 * sd, "{what}: window {k} fell: {windows:?}");
+    }
+}
