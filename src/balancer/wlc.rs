@@ -352,7 +352,8 @@ impl Index {
     #[inline]
     fn before(a: &[i64], x: u32, y: u32) -> bool {
         let (ax, ay) = (a[x as usize], a[y as usize]);
-        ax > ay || (ax == ay && x < y)
+        // Bitwise, not short-circuit: the outcome is data-dependent, so branches mispredict.
+        (ax > ay) | ((ax == ay) & (x < y))
     }
 
     fn sift_up(&mut self, pos: u32) {
@@ -385,10 +386,8 @@ impl Index {
             if l >= len {
                 break;
             }
-            let mut c = l;
-            if l + 1 < len && Self::before(a, heap[l + 1], heap[l]) {
-                c = l + 1;
-            }
+            // The larger child, chosen without a branch.
+            let c = if l + 1 < len { l + usize::from(Self::before(a, heap[l + 1], heap[l])) } else { l };
             let cp = heap[c];
             if !Self::before(a, cp, pos) {
                 break;
