@@ -115,16 +115,11 @@ impl Pick<'_> {
 impl Drop for Pick<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(stripe) = self.open.stripe() {
-            self.balancer.wlc.close(stripe, self.member.slot);
-            if let Some(loads) = &self.balancer.loads {
-                loads.close(self.member.slot);
-            }
-        }
+        self.balancer.end(self.open, self.member.slot);
     }
 }
 
-impl Pick<'_> {
+impl<'a> Pick<'a> {
     /// Turns the pick into one that owns a handle to its balancer, so that it can outlive the
     /// borrow (a proxy keeps it in a response body until the body ends). `owner` must be the
     /// balancer the pick came from.
@@ -132,6 +127,29 @@ impl Pick<'_> {
         debug_assert!(std::ptr::eq(self.balancer, Arc::as_ptr(owner)), "a pick belongs to its own balancer");
         let open = std::mem::replace(&mut self.open, Open::NONE);
         OwnedPick { member: self.member, open, balancer: Arc::clone(owner) }
+    }
+
+    /// Keeps only what ending the request needs (the simulator holds one per attempt in flight,
+    /// and a 16-byte lease instead of a 64-byte pick keeps its attempts in cache).
+    pub(crate) fn into_lease(mut self) -> Lease<'a> {
+        let open = std::mem::replace(&mut self.open, Open::NONE);
+        Lease { balancer: self.balancer, slot: self.member.slot, open: open.0 as u32 }
+    }
+}
+
+/// A pick reduced to its in-flight count: dropping it ends the request, as dropping the pick
+/// would have.
+pub(crate) struct Lease<'a> {
+    balancer: &'a Balancer,
+    slot: u32,
+    /// `Open`'s value (stripes are few).
+    open: u32,
+}
+
+impl Drop for Lease<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.balancer.end(Open(self.open as usize), self.slot);
     }
 }
 
@@ -175,12 +193,7 @@ impl OwnedPick {
 
 impl Drop for OwnedPick {
     fn drop(&mut self) {
-        if let Some(stripe) = self.open.stripe() {
-            self.balancer.wlc.close(stripe, self.member.slot);
-            if let Some(loads) = &self.balancer.loads {
-                loads.close(self.member.slot);
-            }
-        }
+        self.balancer.end(self.open, self.member.slot);
     }
 }
 
@@ -482,6 +495,17 @@ impl Balancer {
 
     pub fn builder(channel: &VpcChannel) -> Builder<'_> {
         Builder { channel, options: Options::default(), strategy: None }
+    }
+
+    /// Ends a pick's in-flight count (what dropping a pick does).
+    #[inline]
+    fn end(&self, open: Open, slot: u32) {
+        if let Some(stripe) = open.stripe() {
+            self.wlc.close(stripe, slot);
+            if let Some(loads) = &self.loads {
+                loads.close(slot);
+            }
+        }
     }
 
     pub fn options(&self) -> &Options {

@@ -6,7 +6,7 @@ use super::metrics::Metrics;
 use super::queue::EventQueue;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
 use super::traffic::{client_addr, mix_seed, Popularity, ServiceSampler};
-use crate::balancer::{MemberId, Pick, Strategy};
+use crate::balancer::{Lease, MemberId, Pick, Strategy};
 use crate::health::{CheckConfig, CheckPolicy, HealthState, Outcome, Verdict};
 use crate::model::{CheckProtocol, VpcChannel};
 use crate::report::Report;
@@ -174,7 +174,8 @@ struct Attempt<'a> {
     abandoned: bool,
     /// Holding a backend slot (as opposed to waiting in its queue).
     serving: bool,
-    pick: Option<Pick<'a>>,
+    /// Ends the attempt's in-flight count when dropped.
+    lease: Option<Lease<'a>>,
 }
 
 /// A simulated member's backend.
@@ -185,6 +186,19 @@ pub(crate) struct Backend {
     pub(crate) faults: MemberFaults,
     busy: u32,
     queue: VecDeque<(u32, u32)>,
+    /// The most attempts it has held at once, serving and queued (kept here, beside what it
+    /// counts, rather than in the metrics: one cache line less per attempt).
+    peak: u32,
+}
+
+impl Backend {
+    pub(crate) fn peak_in_flight(&self) -> u64 {
+        u64::from(self.peak)
+    }
+
+    fn note_in_flight(&mut self) {
+        self.peak = self.peak.max(self.busy + self.queue.len() as u32);
+    }
 }
 
 /// Random streams, one per model.
@@ -224,6 +238,8 @@ struct Engine<'a, 'w> {
     by_slot: Vec<Vec<u32>>,
     /// Pending events by time; simultaneous ones in the order they were scheduled.
     queue: EventQueue<Ev>,
+    /// The next request's arrival, if before the end (see [`Engine::peek`]).
+    next_arrival: Option<Micros>,
     reqs: Vec<Req>,
     free_reqs: Vec<u32>,
     attempts: Vec<Attempt<'a>>,
@@ -261,8 +277,7 @@ pub fn run(sc: &Scenario, mut opts: RunOptions<'_>) -> Result<Report, SimError> 
     let mut e = Engine::new(sc, opts.strategy, seed, duration, &lbs, channels, opts.trace.take());
     e.start();
     let mut last_progress = 0u64;
-    while let Some((t, ev)) = e.queue.pop() {
-        e.events += 1;
+    while let Some((t, ev)) = e.pop() {
         e.step(t, ev)?;
         if let Some(p) = opts.progress.as_mut() {
             if e.events - last_progress >= 1 << 16 {
@@ -342,6 +357,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             index: HashMap::new(),
             by_slot: vec![Vec::new(); lbs.len()],
             queue: EventQueue::new(),
+            next_arrival: None,
             reqs: Vec::new(),
             free_reqs: Vec::new(),
             attempts: Vec::new(),
@@ -408,7 +424,7 @@ impl<'a, 'w> Engine<'a, 'w> {
                 .collect();
             let initial = self.lbs[c].health().state(id).unwrap_or(HealthState::Unknown);
             self.m.add_member(id, &spec, windows, initial, secs(now));
-            self.backends.push(Backend { id, channel: c, spec, faults, busy: 0, queue: VecDeque::new() });
+            self.backends.push(Backend { id, channel: c, spec, faults, busy: 0, queue: VecDeque::new(), peak: 0 });
             if let Some(check) = &self.checks[c] {
                 let jitter = self.rng.probes.gen::<f64>() * f64::from(check.interval_s);
                 self.schedule(now + us(jitter), Ev::Probe(idx));
@@ -421,8 +437,33 @@ impl<'a, 'w> Engine<'a, 'w> {
         self.queue.push(t, ev);
     }
 
+    /// The next event: the queue's earliest, or the next arrival when it comes strictly first.
+    /// At one moment, queued events (ends of service, probes, changes, ...) run before the
+    /// arrival. Arrivals form one stream, always one ahead, so they wait beside the queue rather
+    /// than in it: a push, a pop and a move between buckets less per request.
+    #[inline]
+    fn peek(&mut self) -> Option<(Micros, Ev)> {
+        match self.next_arrival {
+            Some(ta) => Some(self.queue.peek_until(ta).unwrap_or((ta, Ev::Arrival))),
+            None => self.queue.peek(),
+        }
+    }
+
+    /// Takes the next event (see [`Engine::peek`]).
+    #[inline]
+    fn pop(&mut self) -> Option<(Micros, Ev)> {
+        let next = self.peek()?;
+        if matches!(next.1, Ev::Arrival) {
+            self.next_arrival = None;
+        } else {
+            self.queue.take();
+        }
+        self.events += 1;
+        Some(next)
+    }
+
     fn start(&mut self) {
-        self.schedule(0, Ev::Arrival);
+        self.next_arrival = (self.end > 0).then_some(0);
         for (i, ch) in self.sc.changes.iter().enumerate() {
             if us(ch.at_s) <= self.end {
                 self.schedule(us(ch.at_s), Ev::Change(i as u32));
@@ -481,9 +522,7 @@ impl<'a, 'w> Engine<'a, 'w> {
     fn arrival(&mut self, t: Micros) -> Result<(), SimError> {
         let gap = self.sc.traffic.next_gap(secs(t), &mut self.rng.arrivals);
         let next = t + us(gap).max(1);
-        if next < self.end {
-            self.schedule(next, Ev::Arrival);
-        }
+        self.next_arrival = (next < self.end).then_some(next);
         // Each draw has its own stream, so leaving out what the strategy (and the trace) does
         // not use changes nothing else in the run.
         let tracing = self.trace.is_some();
@@ -592,12 +631,12 @@ impl<'a, 'w> Engine<'a, 'w> {
         let b = &mut self.backends[m as usize];
         if b.busy < b.spec.max_in_flight {
             b.busy += 1;
-            self.m.in_flight(m, b.busy as u64 + b.queue.len() as u64);
+            b.note_in_flight();
             self.begin_service(t, slot);
         } else if (b.queue.len() as u32) < b.spec.max_queue {
             let gen = self.attempts[slot as usize].gen;
             b.queue.push_back((slot, gen));
-            self.m.in_flight(m, b.busy as u64 + b.queue.len() as u64);
+            b.note_in_flight();
             self.schedule(t + self.timeout, Ev::Timeout(slot, gen));
         } else {
             return self.attempt_failed(t, slot, Failure::QueueFull);
@@ -606,7 +645,8 @@ impl<'a, 'w> Engine<'a, 'w> {
     }
 
     fn new_attempt(&mut self, req: u32, member: u32, t: Micros, pick: Pick<'a>) -> u32 {
-        let a = Attempt { gen: 0, req, member, start: t, abandoned: false, serving: false, pick: Some(pick) };
+        let a =
+            Attempt { gen: 0, req, member, start: t, abandoned: false, serving: false, lease: Some(pick.into_lease()) };
         match self.free_attempts.pop() {
             Some(s) => {
                 let gen = self.attempts[s as usize].gen.wrapping_add(1);
@@ -671,7 +711,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             return self.attempt_failed(t, slot, Failure::Error5xx);
         }
         let a = &mut self.attempts[slot as usize];
-        a.pick = None;
+        a.lease = None;
         let (req, start) = (a.req, a.start);
         self.m.attempt_done(m, t - start);
         self.passive(t, m, Outcome::Success);
@@ -682,7 +722,7 @@ impl<'a, 'w> Engine<'a, 'w> {
 
     fn timeout(&mut self, t: Micros, slot: u32, gen: u32) -> Result<(), SimError> {
         let a = &self.attempts[slot as usize];
-        if a.gen != gen || a.abandoned || a.pick.is_none() {
+        if a.gen != gen || a.abandoned || a.lease.is_none() {
             return Ok(());
         }
         self.attempt_failed(t, slot, Failure::Timeout)
@@ -691,7 +731,7 @@ impl<'a, 'w> Engine<'a, 'w> {
     /// Ends a failed attempt, then retries the request or fails it.
     fn attempt_failed(&mut self, t: Micros, slot: u32, why: Failure) -> Result<(), SimError> {
         let a = &mut self.attempts[slot as usize];
-        a.pick = None;
+        a.lease = None;
         let (req, m, start) = (a.req, a.member, a.start);
         // A timed-out attempt may still hold a backend slot or sit in a queue: the slot is
         // released when the backend is done with it.

@@ -49,6 +49,7 @@ pub(crate) struct Metrics {
     duration: f64,
     step: f64,
     windows: usize,
+    timeline: Timeline,
     strategy: Strategy,
     total: u64,
     ok: u64,
@@ -73,11 +74,8 @@ pub(crate) struct Metrics {
 struct MemberMetrics {
     id: MemberId,
     spec: BackendSpec,
-    requests: u64,
     latency: Recorder,
-    peak_in_flight: u64,
     health: Vec<(f64, HealthState)>,
-    timeline: Vec<u64>,
     expected_acc: f64,
     expected_now: f64,
     /// (fault index, from, until)
@@ -136,6 +134,46 @@ impl Recorder {
     }
 }
 
+/// Attempts started per timeline window and member, window-major: the window being filled is
+/// one contiguous row, so counting an attempt touches the same few cache lines whichever member
+/// it went to (a vector per member cost a cache miss per attempt at 100 members). A member's
+/// `requests` is the sum of its column.
+struct Timeline {
+    counts: Vec<u64>,
+    /// Row length: members this layout has room for (doubles when full).
+    stride: usize,
+    members: usize,
+}
+
+impl Timeline {
+    fn add_member(&mut self, windows: usize) {
+        if self.members == self.stride {
+            let stride = (self.stride * 2).max(8);
+            let mut counts = vec![0; windows * stride];
+            for w in 0..windows {
+                let (from, to) = (w * self.stride, w * stride);
+                counts[to..to + self.members].copy_from_slice(&self.counts[from..from + self.members]);
+            }
+            self.counts = counts;
+            self.stride = stride;
+        }
+        self.members += 1;
+    }
+
+    #[inline]
+    fn count(&mut self, w: usize, m: usize) {
+        self.counts[w * self.stride + m] += 1;
+    }
+
+    fn at(&self, w: usize, m: usize) -> u64 {
+        self.counts[w * self.stride + m]
+    }
+
+    fn total(&self, m: usize, windows: usize) -> u64 {
+        (0..windows).map(|w| self.at(w, m)).sum()
+    }
+}
+
 fn set_bit(bits: &mut [u64], i: u32) {
     if let Some(w) = bits.get_mut(i as usize / 64) {
         *w |= 1 << (i % 64);
@@ -160,6 +198,7 @@ impl Metrics {
             duration,
             step: sc.timeline_step_s,
             windows,
+            timeline: Timeline { counts: Vec::new(), stride: 0, members: 0 },
             strategy,
             total: 0,
             ok: 0,
@@ -187,14 +226,12 @@ impl Metrics {
         initial: HealthState,
         now: f64,
     ) {
+        self.timeline.add_member(self.windows);
         self.members.push(MemberMetrics {
             id,
             spec: spec.clone(),
-            requests: 0,
             latency: Recorder::member(),
-            peak_in_flight: 0,
             health: vec![(now, initial)],
-            timeline: vec![0; self.windows],
             expected_acc: 0.0,
             expected_now: 0.0,
             faults,
@@ -209,15 +246,8 @@ impl Metrics {
     }
 
     pub(crate) fn attempt_started(&mut self, m: u32, t: f64) {
-        let mm = &mut self.members[m as usize];
-        mm.requests += 1;
         let w = ((t / self.step) as usize).min(self.windows - 1);
-        mm.timeline[w] += 1;
-    }
-
-    pub(crate) fn in_flight(&mut self, m: u32, n: u64) {
-        let mm = &mut self.members[m as usize];
-        mm.peak_in_flight = mm.peak_in_flight.max(n);
+        self.timeline.count(w, m as usize);
     }
 
     /// A successful attempt's latency in microseconds (0 counts as 1).
@@ -299,7 +329,8 @@ impl Metrics {
     pub(crate) fn finish(mut self, f: Finish<'_>) -> Report {
         let shares: Vec<f64> = self.members.iter().map(|m| m.expected_now).collect();
         self.expected_from(self.duration, &shares);
-        let attempts: u64 = self.members.iter().map(|m| m.requests).sum();
+        let requests: Vec<u64> = (0..self.members.len()).map(|m| self.timeline.total(m, self.windows)).collect();
+        let attempts: u64 = requests.iter().sum();
         // Each member's configuration as the balancer has it at the end: (group, weight, backup).
         // `members()` counts the hash table, so it is read once per channel.
         let statuses: Vec<Vec<crate::balancer::MemberStatus>> = f.lbs.iter().map(|lb| lb.members()).collect();
@@ -322,11 +353,11 @@ impl Metrics {
                 weight: configs[i].1,
                 backup: configs[i].2,
                 az: m.spec.az.clone(),
-                requests: m.requests,
-                share: if attempts > 0 { m.requests as f64 / attempts as f64 } else { 0.0 },
+                requests: requests[i],
+                share: if attempts > 0 { requests[i] as f64 / attempts as f64 } else { 0.0 },
                 expected_share: m.expected_acc / self.duration,
                 latency_ms: Latency::from_micros(m.latency.histogram()),
-                peak_in_flight: m.peak_in_flight,
+                peak_in_flight: f.backends[i].peak_in_flight(),
                 health: m
                     .health
                     .iter()
@@ -393,7 +424,12 @@ impl Metrics {
         let timeline = (0..self.windows)
             .map(|w| TimelineEntry {
                 t_s: round6(w as f64 * self.step),
-                per_member: self.members.iter().map(|m| (m.id.to_string(), m.timeline[w])).collect(),
+                per_member: self
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(m, mm)| (mm.id.to_string(), self.timeline.at(w, m)))
+                    .collect(),
             })
             .collect();
         let total_eg: u64 = self.channel_requests.iter().sum();
@@ -485,4 +521,29 @@ fn job_id(seed: u64, name: &str) -> String {
     let a = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), seed);
     let b = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), !seed);
     format!("{a:016x}{b:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timeline;
+
+    #[test]
+    fn timeline_keeps_counts_when_members_outgrow_its_rows() {
+        let windows = 3;
+        let mut tl = Timeline { counts: Vec::new(), stride: 0, members: 0 };
+        for m in 0..20 {
+            tl.add_member(windows);
+            // Member m gets m + 1 attempts in window m % 3, counted before later members join.
+            for _ in 0..=m {
+                tl.count(m % windows, m);
+            }
+        }
+        assert_eq!(tl.stride, 32);
+        for m in 0..20 {
+            for w in 0..windows {
+                assert_eq!(tl.at(w, m), if w == m % windows { m as u64 + 1 } else { 0 }, "window {w} member {m}");
+            }
+            assert_eq!(tl.total(m, windows), m as u64 + 1);
+        }
+    }
 }

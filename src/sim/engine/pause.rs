@@ -1,8 +1,8 @@
 //! Stopping a run at a simulated moment and looking at the balancers (`lbsim explain`).
 //!
 //! The engine is deterministic, so the state at time S is found by running the same scenario
-//! from the start up to S: every event before S runs, and so does every event at S that the run
-//! would handle before a request arriving at S. What a request arriving at S would find is then
+//! from the start up to S: every event before S runs, and so does every other event at S (the
+//! run handles an arrival after everything else at its moment). What a request arriving at S would find is then
 //! exactly what [`Paused`] shows.
 
 use super::{balancers, secs, us, Engine, Ev, RunOptions, SimError};
@@ -45,12 +45,11 @@ pub fn run_until<R>(
     let mut e = Engine::new(sc, opts.strategy, seed, duration, &lbs, channels, opts.trace.take());
     e.start();
     let stop = us(at_s);
-    while let Some((t, ev)) = e.queue.peek() {
+    while let Some((t, ev)) = e.peek() {
         if t > stop || (t == stop && matches!(ev, Ev::Arrival)) {
             break;
         }
-        e.queue.pop();
-        e.events += 1;
+        e.pop();
         e.step(t, ev)?;
         if let Some(p) = opts.progress.as_mut() {
             if e.events % (1 << 16) == 0 {
