@@ -18,7 +18,9 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::Duration;
 
+mod event;
 mod pause;
+use event::{Ev, MAX_SLOTS};
 pub use pause::{run_until, Paused};
 
 /// How to run one scenario.
@@ -48,6 +50,8 @@ pub enum SimError {
     Channel(#[from] crate::model::ValidationErrors),
     #[error("writing the trace failed: {0}")]
     Trace(#[from] std::io::Error),
+    #[error("more than {MAX_SLOTS} attempts in flight at once: lower [traffic] rate_rps or request_timeout_ms")]
+    TooManyAttempts,
 }
 
 /// Simulated time in microseconds.
@@ -107,24 +111,6 @@ fn write_uri(buf: &mut String, uri: u32) {
 /// Simulated time as the balancer's clock.
 fn clock(t: Micros) -> Duration {
     Duration::from_micros(t)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Ev {
-    Arrival,
-    /// The backend finished serving an attempt (slot, generation).
-    ServiceEnd(u32, u32),
-    /// The attempt's timeout expired (slot, generation).
-    Timeout(u32, u32),
-    Probe(u32),
-    ProbeResult(u32, Outcome),
-    /// A check answered a status outside `http_code` and `retriable_codes`.
-    ProbeFatal(u32),
-    Change(u32),
-    FailoverStart,
-    FailoverDone,
-    /// A balancer's time-driven rebuild is due (channel).
-    Tick(u32),
 }
 
 /// Why an attempt failed.
@@ -237,7 +223,7 @@ struct Engine<'a, 'w> {
     /// Per channel: the balancer's member slot -> backend index (the hot path's lookup).
     by_slot: Vec<Vec<u32>>,
     /// Pending events by time; simultaneous ones in the order they were scheduled.
-    queue: EventQueue<Ev>,
+    queue: EventQueue<u64>,
     /// The next request's arrival, if before the end (see [`Engine::peek`]).
     next_arrival: Option<Micros>,
     reqs: Vec<Req>,
@@ -434,7 +420,7 @@ impl<'a, 'w> Engine<'a, 'w> {
 
     #[inline]
     fn schedule(&mut self, t: Micros, ev: Ev) {
-        self.queue.push(t, ev);
+        self.queue.push(t, ev.pack());
     }
 
     /// The next event: the queue's earliest, or the next arrival when it comes strictly first.
@@ -444,8 +430,8 @@ impl<'a, 'w> Engine<'a, 'w> {
     #[inline]
     fn peek(&mut self) -> Option<(Micros, Ev)> {
         match self.next_arrival {
-            Some(ta) => Some(self.queue.peek_until(ta).unwrap_or((ta, Ev::Arrival))),
-            None => self.queue.peek(),
+            Some(ta) => Some(self.queue.peek_until(ta).map_or((ta, Ev::Arrival), |(t, x)| (t, Ev::unpack(x)))),
+            None => self.queue.peek().map(|(t, x)| (t, Ev::unpack(x))),
         }
     }
 
@@ -623,7 +609,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             _ => return self.finish(t, req, Err(Failure::NoMember)),
         };
         self.m.attempt_started(m, secs(t));
-        let slot = self.new_attempt(req, m, t, pick);
+        let slot = self.new_attempt(req, m, t, pick)?;
         let cond = self.backends[m as usize].faults.at(secs(t));
         if cond.down {
             return self.attempt_failed(t, slot, Failure::Refused);
@@ -644,18 +630,20 @@ impl<'a, 'w> Engine<'a, 'w> {
         Ok(())
     }
 
-    fn new_attempt(&mut self, req: u32, member: u32, t: Micros, pick: Pick<'a>) -> u32 {
+    fn new_attempt(&mut self, req: u32, member: u32, t: Micros, pick: Pick<'a>) -> Result<u32, SimError> {
         let a =
             Attempt { gen: 0, req, member, start: t, abandoned: false, serving: false, lease: Some(pick.into_lease()) };
         match self.free_attempts.pop() {
             Some(s) => {
                 let gen = self.attempts[s as usize].gen.wrapping_add(1);
                 self.attempts[s as usize] = Attempt { gen, ..a };
-                s
+                Ok(s)
             }
+            // Events name a slot in 24 bits.
+            None if self.attempts.len() >= MAX_SLOTS as usize => Err(SimError::TooManyAttempts),
             None => {
                 self.attempts.push(a);
-                (self.attempts.len() - 1) as u32
+                Ok((self.attempts.len() - 1) as u32)
             }
         }
     }
