@@ -1,7 +1,7 @@
 //! The event loop: arrivals, attempts on simulated backends, retries, health probes, faults,
 //! configuration changes and the seeds' other systems (GA dials, SDRS failover).
 
-use super::faults::MemberFaults;
+use super::faults::{Condition, MemberFaults};
 use super::metrics::Metrics;
 use super::queue::EventQueue;
 use super::scenario::{add_backend_servers, upsert_member_groups, BackendSpec, ChangeKind, FaultKind, Scenario};
@@ -180,6 +180,16 @@ pub(crate) struct Backend {
 impl Backend {
     pub(crate) fn peak_in_flight(&self) -> u64 {
         u64::from(self.peak)
+    }
+
+    /// What its faults make it do at `t` (most members have none: no conversion of `t` then).
+    #[inline]
+    fn condition(&self, t: Micros) -> Condition {
+        if self.faults.is_empty() {
+            Condition::NORMAL
+        } else {
+            self.faults.at(secs(t))
+        }
     }
 
     fn note_in_flight(&mut self) {
@@ -610,7 +620,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         };
         self.m.attempt_started(m, secs(t));
         let slot = self.new_attempt(req, m, t, pick)?;
-        let cond = self.backends[m as usize].faults.at(secs(t));
+        let cond = self.backends[m as usize].condition(t);
         if cond.down {
             return self.attempt_failed(t, slot, Failure::Refused);
         }
@@ -653,7 +663,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         a.serving = true;
         let (gen, m, start) = (a.gen, a.member as usize, a.start);
         let b = &self.backends[m];
-        let slow = b.faults.at(secs(t)).slow;
+        let slow = b.condition(t).slow;
         let st_ms = self.service.sample(&mut self.rng.service) * b.spec.speed * slow;
         let done = t + us(st_ms / 1e3).max(1);
         self.schedule(done, Ev::ServiceEnd(slot, gen));
@@ -691,7 +701,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             self.free_attempts.push(slot);
             return Ok(());
         }
-        let cond = self.backends[m as usize].faults.at(secs(t));
+        let cond = self.backends[m as usize].condition(t);
         if cond.down {
             return self.attempt_failed(t, slot, Failure::Reset);
         }
@@ -786,7 +796,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let b = &self.backends[m as usize];
         let (bc, bid) = (b.channel, b.id);
         let Some(check) = self.checks[b.channel].clone() else { return };
-        let cond = b.faults.at(secs(t));
+        let cond = b.condition(t);
         let saturated = b.busy >= b.spec.max_in_flight && b.queue.len() as u32 >= b.spec.max_queue;
         let (verdict, after) = if cond.down {
             (Verdict::Failure, 0) // refused at once

@@ -20,6 +20,11 @@ pub struct Condition {
     pub error_rate: f64,
 }
 
+impl Condition {
+    /// No fault in force.
+    pub const NORMAL: Condition = Condition { down: false, slow: 1.0, error_rate: 0.0 };
+}
+
 impl MemberFaults {
     pub fn add(&mut self, index: usize, f: &FaultSpec, end: f64) {
         self.active.push((index, f.clone(), f.until_s.unwrap_or(end)));
@@ -30,8 +35,14 @@ impl MemberFaults {
         self.active.iter().map(|(i, _, _)| *i)
     }
 
+    /// No fault ever touches this member.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
     pub fn at(&self, t: f64) -> Condition {
-        let mut c = Condition { down: false, slow: 1.0, error_rate: 0.0 };
+        let mut c = Condition::NORMAL;
         for (_, f, until) in &self.active {
             if t < f.at_s || t >= *until {
                 continue;
