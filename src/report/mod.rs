@@ -194,7 +194,7 @@ fn ms(us: u64) -> f64 {
 impl Latency {
     /// The percentiles of a histogram of microseconds, in milliseconds; all `null` when it is
     /// empty.
-    pub fn from_micros(h: &hdrhistogram::Histogram<u64>) -> Latency {
+    pub fn from_micros<T: hdrhistogram::Counter>(h: &hdrhistogram::Histogram<T>) -> Latency {
         if h.is_empty() {
             return Latency::default();
         }

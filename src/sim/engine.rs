@@ -63,8 +63,19 @@ type Micros = u64;
 /// event's path.
 #[inline]
 fn us(s: f64) -> Micros {
+    round_us(s * 1e6)
+}
+
+/// Milliseconds to microseconds, as [`us`] rounds (one multiplication: a division by 1e3 first
+/// cost a `divsd` on every request's path).
+#[inline]
+fn us_ms(ms: f64) -> Micros {
+    round_us(ms * 1e3)
+}
+
+#[inline]
+fn round_us(x: f64) -> Micros {
     const EXACT: f64 = (1u64 << 52) as f64;
-    let x = s * 1e6;
     if (0.0..EXACT).contains(&x) {
         // Below 2^52 the integer part fits an i64 exactly, and x - i is exact (for i >= 1, x and
         // i are within a factor 2 of each other).
@@ -241,8 +252,9 @@ struct Engine<'a, 'w> {
     attempts: Vec<Attempt<'a>>,
     free_attempts: Vec<u32>,
     rng: Streams,
-    clients: Popularity,
-    uris: Popularity,
+    /// Client and URI popularity, when the run draws them.
+    clients: Option<Popularity>,
+    uris: Option<Popularity>,
     uri_buf: String,
     m: Metrics,
     trace: Option<&'w mut dyn Write>,
@@ -344,7 +356,7 @@ impl<'a, 'w> Engine<'a, 'w> {
             seed,
             strategy,
             end: us(duration),
-            timeout: us(sc.traffic.request_timeout_ms / 1e3),
+            timeout: us_ms(sc.traffic.request_timeout_ms),
             service: sc.traffic.service_time_ms.sampler(),
             lbs,
             channels,
@@ -359,8 +371,11 @@ impl<'a, 'w> Engine<'a, 'w> {
             attempts: Vec::new(),
             free_attempts: Vec::new(),
             rng: Streams::new(seed),
-            clients: Popularity::zipf(sc.traffic.clients, sc.traffic.client_zipf),
-            uris: Popularity::zipf(sc.traffic.uris, sc.traffic.uri_zipf),
+            // Drawn only where the strategy (or the trace) uses them.
+            clients: (trace.is_some() || strategy == Strategy::SourceIp)
+                .then(|| Popularity::zipf(sc.traffic.clients, sc.traffic.client_zipf)),
+            uris: (trace.is_some() || strategy == Strategy::UriHash)
+                .then(|| Popularity::zipf(sc.traffic.uris, sc.traffic.uri_zipf)),
             uri_buf: String::with_capacity(64),
             m: Metrics::new(sc, strategy, duration),
             trace,
@@ -521,10 +536,8 @@ impl<'a, 'w> Engine<'a, 'w> {
         self.next_arrival = (next < self.end).then_some(next);
         // Each draw has its own stream, so leaving out what the strategy (and the trace) does
         // not use changes nothing else in the run.
-        let tracing = self.trace.is_some();
-        let client =
-            if tracing || self.strategy == Strategy::SourceIp { self.clients.sample(&mut self.rng.clients) } else { 0 };
-        let uri = if tracing || self.strategy == Strategy::UriHash { self.uris.sample(&mut self.rng.uris) } else { 0 };
+        let client = self.clients.as_ref().map_or(0, |p| p.sample(&mut self.rng.clients));
+        let uri = self.uris.as_ref().map_or(0, |p| p.sample(&mut self.rng.uris));
         let channel = self.choose_channel();
         let r = Req {
             arrival: t,
@@ -665,7 +678,7 @@ impl<'a, 'w> Engine<'a, 'w> {
         let b = &self.backends[m];
         let slow = b.condition(t).slow;
         let st_ms = self.service.sample(&mut self.rng.service) * b.spec.speed * slow;
-        let done = t + us(st_ms / 1e3).max(1);
+        let done = t + us_ms(st_ms).max(1);
         self.schedule(done, Ev::ServiceEnd(slot, gen));
         let deadline = start + self.timeout;
         // A queued attempt already has its timeout scheduled from when it arrived.
@@ -808,11 +821,11 @@ impl<'a, 'w> Engine<'a, 'w> {
             let lat_ms = self.sc.traffic.service_time_ms.median() * b.spec.speed * cond.slow;
             let timeout_ms = f64::from(check.timeout_s) * 1e3;
             if lat_ms >= timeout_ms {
-                (Verdict::Failure, us(timeout_ms / 1e3))
+                (Verdict::Failure, us_ms(timeout_ms))
             } else {
                 let status =
                     if cond.error_rate > 0.0 && self.rng.probes.gen::<f64>() < cond.error_rate { 500 } else { 200 };
-                (self.policy.verdict(&check, status), us(lat_ms / 1e3))
+                (self.policy.verdict(&check, status), us_ms(lat_ms))
             }
         };
         let ev = match verdict {
@@ -1003,6 +1016,8 @@ mod tests {
             prop_assert_eq!(us(x), reference(x));
             prop_assert_eq!(us(s), reference(s));
             prop_assert_eq!(us(s.trunc() + 0.5e-6), reference(s.trunc() + 0.5e-6));
+            prop_assert_eq!(us_ms(x), (x * 1e3).round().max(0.0) as u64);
+            prop_assert_eq!(us_ms(s), (s * 1e3).round().max(0.0) as u64);
         }
     }
 }
