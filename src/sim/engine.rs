@@ -965,7 +965,7 @@ impl<'a, 'w> Engine<'a, 'w> {
 
 #[cfg(test)]
 mod tests {
-    use super::{secs, us, write_uri};
+    use super::{secs, us, us_ms, write_uri};
     use proptest::prelude::*;
 
     fn reference(s: f64) -> u64 {
