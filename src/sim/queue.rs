@@ -124,6 +124,13 @@ impl<E: Copy> EventQueue<E> {
                 return None;
             }
             self.occupied[w] &= !(1 << bit);
+            if p == 0 {
+                // The last digit: every event here is at `low`. The bucket becomes bucket 0 as a
+                // whole (the empty one takes its place), nothing moves.
+                self.last = low;
+                self.buckets.swap(0, i);
+                return Some(());
+            }
             let mut moving = std::mem::take(&mut self.buckets[i]);
             let earliest = moving.iter().map(|&(t, _)| t).min().unwrap_or(self.last);
             self.last = earliest.min(limit);
