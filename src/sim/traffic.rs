@@ -245,6 +245,7 @@ impl Traffic {
     }
 
     /// Gap in seconds from `t` to the next arrival.
+    #[inline]
     pub fn next_gap<R: Rng>(&self, t: f64, rng: &mut R) -> f64 {
         let exp = |rng: &mut R, rate: f64| rng.sample::<f64, _>(Exp1) / rate;
         match self.arrival {
