@@ -273,6 +273,11 @@ impl Index {
         if tied.len() == 1 {
             return Some(first);
         }
+        // Their keys change: out of their heaps first, back in after (sifting each in place
+        // in turn can leave the heap broken when several keys of one heap change at once).
+        for &p in &tied {
+            self.remove(p);
+        }
         let mut total = 0i64;
         let mut winner: Option<(i64, u32)> = None;
         for &p in &tied {
@@ -287,8 +292,7 @@ impl Index {
         let (_, pos) = winner?;
         self.a[pos as usize] -= total;
         for &p in &tied {
-            self.sift_up(p);
-            self.sift_down(p);
+            self.insert(p);
         }
         Some(pos)
     }
@@ -402,10 +406,25 @@ impl Index {
 }
 
 #[cfg(test)]
+impl Index {
+    /// Every bucket is a heap: no member before its parent (tests only).
+    fn assert_heaps(&self) {
+        for (ci, class) in self.classes.iter().enumerate() {
+            for (count, b) in class.buckets.iter().enumerate() {
+                for i in 1..b.heap.len() {
+                    let parent = b.heap[(i - 1) / 2];
+                    assert!(!Self::before(&self.a, b.heap[i], parent), "class {ci} count {count}: heap order at {i}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 impl Stripes {
     /// Open picks by slot over all stripes, after checking that each stripe's index agrees with
-    /// its counts: every indexed member's count is its slot's count, and it sits in its bucket's
-    /// heap where `heap_at` says (tests only).
+    /// its counts: every indexed member's count is its slot's count, it sits in its bucket's heap
+    /// where `heap_at` says, and every heap is in order (tests only).
     pub(crate) fn audit(&self) -> Vec<u32> {
         let mut total: Vec<u32> = Vec::new();
         for stripe in self.stripes.iter() {
@@ -417,6 +436,7 @@ impl Stripes {
                     let heap = &ix.classes[ix.class[pos] as usize].buckets[ix.count[pos] as usize].heap;
                     assert_eq!(heap.get(ix.heap_at[pos] as usize), Some(&(pos as u32)), "heap place of slot {slot}");
                 }
+                ix.assert_heaps();
             }
             for (slot, &c) in st.counts.iter().enumerate() {
                 if total.len() <= slot {
@@ -493,18 +513,20 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for case in 0..40 {
-            let n = 1 + (rnd() % 12) as usize;
+        for case in 0..60 {
+            // Small groups, and larger ones whose buckets are several heap levels deep.
+            let n = 1 + (rnd() % if case % 2 == 0 { 12 } else { 48 }) as usize;
             let w: Vec<u32> = (0..n).map(|_| 1 + (rnd() % 5) as u32).collect();
             let entries: Vec<_> = (0..n).map(|i| (i as u32, i as u32, w[i], 0, 0)).collect();
             let mut ix = Index::new(&entries);
             let mut ng = Nginx { w: w.iter().map(|&x| i64::from(x)).collect(), conns: vec![0; n], cw: vec![0; n] };
             let mut open: Vec<u32> = Vec::new();
-            for step in 0..400 {
+            for step in 0..1000 {
                 if !open.is_empty() && rnd() % 3 == 0 {
                     let i = (rnd() % open.len() as u64) as usize;
                     let p = open.swap_remove(i);
                     ix.shift(p, -1);
+                    ix.assert_heaps();
                     ng.conns[p as usize] -= 1;
                 } else {
                     // Now and then a retry that leaves one member out.
@@ -514,6 +536,7 @@ mod tests {
                     let q = ng.pick(skip);
                     assert_eq!(p as usize, q, "case {case} step {step} weights {w:?}");
                     ix.shift(p, 1);
+                    ix.assert_heaps();
                     ng.conns[q] += 1;
                     open.push(p);
                 }
