@@ -268,7 +268,7 @@ struct Engine<'a, 'w> {
     index: HashMap<MemberId, u32>,
     /// Per channel: the balancer's member slot -> backend index (the hot path's lookup).
     by_slot: Vec<Vec<u32>>,
-    /// Pending events by time; simultaneous ones in the order they were scheduled.
+    /// Pending events but arrivals, by time; simultaneous ones in the order they were scheduled.
     queue: EventQueue<u64>,
     /// The next request's arrival, if before the end (see [`Engine::peek`]).
     next_arrival: Option<Micros>,

@@ -1,7 +1,8 @@
 //! The deterministic discrete-event simulator (DESIGN §4-§7).
 //!
 //! Virtual time only: the clock jumps from event to event (a radix heap ordered by time, then
-//! by insertion order, so that simultaneous events always run in the same order). Each source of
+//! by insertion order; the next arrival waits beside it and runs after the queued events of its
+//! moment, so that simultaneous events always run in the same order). Each source of
 //! randomness has its own seeded stream (arrivals, clients, URIs, service times, faults, probe
 //! jitter, endpoint-group choice), so that changing one model does not reshuffle the others.
 //! The same scenario and seed give byte-identical reports; only `sim.wall_ms` and

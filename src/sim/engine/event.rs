@@ -81,7 +81,10 @@ impl Ev {
             FAILOVER_START => Ev::FailoverStart,
             FAILOVER_DONE => Ev::FailoverDone,
             TICK => Ev::Tick(high),
-            _ => Ev::Arrival,
+            tag => {
+                debug_assert_eq!(tag, ARRIVAL, "an event tag that `pack` never writes");
+                Ev::Arrival
+            }
         }
     }
 }
