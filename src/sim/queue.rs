@@ -172,6 +172,30 @@ mod tests {
         assert_eq!(q.pop(), None);
     }
 
+    /// The engine's old queue: a binary heap by (time, push sequence).
+    type Model = BinaryHeap<Reverse<(u64, u64)>>;
+
+    /// Mostly near times (ties included), sometimes far ones.
+    fn later(now: u64, op: u8, dt: u64, shift: u32) -> u64 {
+        now + if op == 1 { dt % 4 } else { dt << (shift % 24) }
+    }
+
+    /// The next event, at `t`, into both; the payload is its push sequence.
+    fn push_both(q: &mut EventQueue<u64>, model: &mut Model, seq: &mut u64, t: u64) {
+        *seq += 1;
+        q.push(t, *seq);
+        model.push(Reverse((t, *seq)));
+    }
+
+    /// What is left comes out of both in the same order.
+    fn drains_alike(q: &mut EventQueue<u64>, model: &mut Model) -> Result<(), TestCaseError> {
+        while let Some(Reverse((t, s))) = model.pop() {
+            prop_assert_eq!(q.pop(), Some((t, s)));
+        }
+        prop_assert_eq!(q.pop(), None);
+        Ok(())
+    }
+
     proptest! {
         /// Against the binary heap ordered by (time, push sequence) that the engine used before:
         /// any interleaving of pushes (at or after the last time popped) and pops gives the
@@ -193,17 +217,10 @@ mod tests {
                         prop_assert_eq!(q.pop(), None);
                     }
                 } else {
-                    // Mostly near times (ties included), sometimes far ones.
-                    let t = now + if op == 1 { dt % 4 } else { dt << (shift % 24) };
-                    seq += 1;
-                    q.push(t, seq);
-                    model.push(Reverse((t, seq)));
+                    push_both(&mut q, &mut model, &mut seq, later(now, op, dt, shift));
                 }
             }
-            while let Some(Reverse((t, s))) = model.pop() {
-                prop_assert_eq!(q.pop(), Some((t, s)));
-            }
-            prop_assert_eq!(q.pop(), None);
+            drains_alike(&mut q, &mut model)?;
         }
 
         /// The engine's use, with its arrivals beside the queue: `peek_until(next arrival)` gives
@@ -234,16 +251,10 @@ mod tests {
                         }
                     }
                 } else {
-                    let t = now + if op == 1 { dt % 4 } else { dt << (shift % 24) };
-                    seq += 1;
-                    q.push(t, seq);
-                    model.push(Reverse((t, seq)));
+                    push_both(&mut q, &mut model, &mut seq, later(now, op, dt, shift));
                 }
             }
-            while let Some(Reverse((t, s))) = model.pop() {
-                prop_assert_eq!(q.pop(), Some((t, s)));
-            }
-            prop_assert_eq!(q.pop(), None);
+            drains_alike(&mut q, &mut model)?;
         }
     }
 }
