@@ -3,13 +3,15 @@
 //! among the tied members with WLC's own current weights, and only the tied members' current
 //! weights change on a pick.
 //!
-//! nginx scans every member on every pick. Here the members of a group sit in buckets by
-//! (weight, in-flight count): the smallest ratio is found by comparing the lowest non-empty
-//! bucket of each distinct weight, O(D) for D distinct weights. The smooth-WRR tie-break adds
-//! each tied member's weight to its current weight; within one bucket all members share a weight,
-//! so that addition never reorders them, and a per-bucket counter `k` applies it lazily
-//! (`current = a + k * weight`). Each bucket keeps its members in a max-heap of `a`, so a pick or
-//! the end of a pick costs O(D + log n).
+//! nginx scans every member on every pick. Here the members of a group sit in one min-heap per
+//! distinct weight, ordered by (in-flight count, current weight descending, member order): each
+//! heap's first member is its weight's candidate, and the smallest ratio is found by comparing
+//! the D candidates, O(D) for D distinct weights. The smooth-WRR tie-break adds each tied
+//! member's weight to its current weight; the tied members of one weight share their count and
+//! weight, so that addition never reorders them, and a per-(weight, count) counter `k` applies it
+//! lazily (`current = a + k * weight`). A pick or the end of a pick changes one member's count
+//! and so its key: one sift, O(D + log n). Each key is packed into one `u128` so that a sift
+//! step is one integer comparison with nothing to look up.
 //!
 //! The index is per stripe of threads, like Envoy's per-worker load balancers: one thread alone
 //! gets nginx's exact sequence; several threads each balance their own in-flight requests, and
@@ -63,9 +65,8 @@ impl Stripes {
         }
         let st = &mut *st;
         let index = &mut st.groups[g];
-        let pos = index.pick(keep)?;
+        let pos = index.open_best(keep)?;
         let slot = index.slots[pos as usize];
-        index.shift(pos, 1);
         bump(&mut st.counts, slot, 1);
         Some(index.members[pos as usize])
     }
@@ -82,7 +83,7 @@ impl Stripes {
         bump(&mut st.counts, slot, -1);
         if let Some(&(g, pos)) = st.place.get(slot as usize) {
             if g != NONE {
-                st.groups[g as usize].shift(pos, -1);
+                st.groups[g as usize].reopen(pos, -1, 0);
             }
         }
     }
@@ -147,30 +148,125 @@ impl Stripe {
 struct Index {
     members: Vec<u32>,
     slots: Vec<u32>,
-    weights: Vec<u32>,
     /// Position -> weight class.
     class: Vec<u16>,
-    /// Position -> open picks.
-    count: Vec<u32>,
-    /// Position -> lazy current-weight base: current = a + bucket.k * weight.
-    a: Vec<i64>,
-    /// Position -> index in its bucket's heap.
+    /// Position -> index in its class's heap.
     heap_at: Vec<u32>,
     classes: Vec<Class>,
 }
 
+/// The members of one weight, in one min-heap of packed keys: fewest open picks first, then the
+/// largest current weight, then member order. The first key is the class's candidate.
 struct Class {
     weight: u32,
-    /// Lowest in-flight count with a non-empty bucket.
-    low: u32,
-    /// Buckets by in-flight count.
-    buckets: Vec<Bucket>,
+    heap: Vec<Key>,
+    /// By open picks: the lazy current-weight step and the number of members there.
+    levels: Vec<Level>,
 }
 
-#[derive(Default)]
-struct Bucket {
+#[derive(Clone, Copy, Default)]
+struct Level {
+    /// Tie-break rounds this level took part in: current = a + k * weight.
     k: i64,
-    heap: Vec<u32>,
+    members: u32,
+}
+
+/// `count` (32 bits) | the current-weight base `a`, descending (64) | position (32), so that one
+/// integer comparison orders two members. (Members of one class and count share `k`, so `a`
+/// orders them as their current weights do.)
+type Key = u128;
+
+const SIGN: u64 = 1 << 63;
+
+#[inline]
+fn key(count: u32, a: i64, pos: u32) -> Key {
+    (Key::from(count) << 96) | (Key::from(!((a as u64) ^ SIGN)) << 32) | Key::from(pos)
+}
+
+#[inline]
+fn count_of(k: Key) -> u32 {
+    (k >> 96) as u32
+}
+
+#[inline]
+fn a_of(k: Key) -> i64 {
+    (!((k >> 32) as u64) ^ SIGN) as i64
+}
+
+#[inline]
+fn pos_of(k: Key) -> u32 {
+    k as u32
+}
+
+impl Class {
+    /// The level of `count`, created on first use (open picks are unbounded).
+    #[inline]
+    fn level(&mut self, count: u32) -> &mut Level {
+        let c = count as usize;
+        if self.levels.len() <= c {
+            self.levels.resize(c + 1, Level::default());
+        }
+        &mut self.levels[c]
+    }
+
+    /// The member at heap index `i` moves to `count + by` open picks, keeping its current weight
+    /// plus `dw`; the heap is repaired before returning.
+    #[inline]
+    fn reopen(&mut self, heap_at: &mut [u32], i: usize, by: i32, dw: i64) {
+        let old = self.heap[i];
+        let (count, pos) = (count_of(old), pos_of(old));
+        let w = i64::from(self.weight);
+        let cur = a_of(old) + self.level(count).k * w + dw;
+        let to = count.saturating_add_signed(by);
+        self.level(count).members -= 1;
+        let level = self.level(to);
+        level.members += 1;
+        let new = key(to, cur - level.k * w, pos);
+        self.heap[i] = new;
+        if new < old {
+            sift_up(&mut self.heap, heap_at, i);
+        } else {
+            sift_down(&mut self.heap, heap_at, i);
+        }
+    }
+}
+
+fn sift_up(heap: &mut [Key], heap_at: &mut [u32], mut i: usize) {
+    let k = heap[i];
+    while i > 0 {
+        let parent = (i - 1) / 2;
+        let pk = heap[parent];
+        if pk < k {
+            break;
+        }
+        heap[i] = pk;
+        heap_at[pos_of(pk) as usize] = i as u32;
+        i = parent;
+    }
+    heap[i] = k;
+    heap_at[pos_of(k) as usize] = i as u32;
+}
+
+fn sift_down(heap: &mut [Key], heap_at: &mut [u32], mut i: usize) {
+    let k = heap[i];
+    let len = heap.len();
+    loop {
+        let l = 2 * i + 1;
+        if l >= len {
+            break;
+        }
+        // The smaller child, chosen without a branch (the outcome is data-dependent).
+        let c = if l + 1 < len { l + usize::from(heap[l + 1] < heap[l]) } else { l };
+        let ck = heap[c];
+        if k < ck {
+            break;
+        }
+        heap[i] = ck;
+        heap_at[pos_of(ck) as usize] = i as u32;
+        i = c;
+    }
+    heap[i] = k;
+    heap_at[pos_of(k) as usize] = i as u32;
 }
 
 impl Index {
@@ -178,92 +274,100 @@ impl Index {
         let mut ix = Index {
             members: entries.iter().map(|e| e.0).collect(),
             slots: entries.iter().map(|e| e.1).collect(),
-            weights: entries.iter().map(|e| e.2).collect(),
             class: Vec::with_capacity(entries.len()),
-            count: entries.iter().map(|e| e.3).collect(),
-            a: entries.iter().map(|e| e.4).collect(),
             heap_at: vec![0; entries.len()],
             classes: Vec::new(),
         };
-        for e in entries {
-            let c = match ix.classes.iter().position(|c| c.weight == e.2) {
+        for (pos, &(_, _, weight, count, current)) in entries.iter().enumerate() {
+            let c = match ix.classes.iter().position(|c| c.weight == weight) {
                 Some(c) => c,
                 None => {
-                    ix.classes.push(Class { weight: e.2, low: u32::MAX, buckets: Vec::new() });
+                    ix.classes.push(Class { weight, heap: Vec::new(), levels: Vec::new() });
                     ix.classes.len() - 1
                 }
             };
             ix.class.push(c as u16);
-        }
-        for pos in 0..entries.len() as u32 {
-            ix.insert(pos);
+            let class = &mut ix.classes[c];
+            class.level(count).members += 1;
+            class.heap.push(key(count, current, pos as u32));
+            let i = class.heap.len() - 1;
+            sift_up(&mut class.heap, &mut ix.heap_at, i);
         }
         ix
     }
 
-    fn current(&self, pos: u32) -> i64 {
-        let p = pos as usize;
-        let class = &self.classes[self.class[p] as usize];
-        self.a[p] + class.buckets[self.count[p] as usize].k * i64::from(self.weights[p])
+    fn key(&self, pos: u32) -> Key {
+        self.classes[self.class[pos as usize] as usize].heap[self.heap_at[pos as usize] as usize]
     }
 
-    /// nginx's choice, without opening it: the caller must `shift(pos, 1)` next, which takes the
-    /// winner out of its bucket. With `keep` (retries) the choice is among the members it allows,
-    /// by a scan: only retries take that path.
-    fn pick(&mut self, keep: Option<&dyn Fn(u32) -> bool>) -> Option<u32> {
-        if self.members.is_empty() {
-            return None;
-        }
+    fn count(&self, pos: u32) -> u32 {
+        count_of(self.key(pos))
+    }
+
+    fn current(&self, pos: u32) -> i64 {
+        let (k, class) = (self.key(pos), &self.classes[self.class[pos as usize] as usize]);
+        a_of(k) + class.levels[count_of(k) as usize].k * i64::from(class.weight)
+    }
+
+    /// Chooses as nginx does and opens the choice; returns its position. With `keep` (retries)
+    /// the choice is among the members it allows, by a scan: only retries take that path.
+    fn open_best(&mut self, keep: Option<&dyn Fn(u32) -> bool>) -> Option<u32> {
         if let Some(keep) = keep {
-            return self.pick_scan(keep);
+            return self.open_scan(keep);
         }
-        // The smallest ratio low/weight over classes, and the classes that reach it.
+        // The smallest ratio over the classes' candidates, and how many members reach it.
         let mut best: Option<(u64, u64)> = None;
         for c in &self.classes {
-            if c.low == u32::MAX {
-                continue;
-            }
-            let (l, w) = (u64::from(c.low), u64::from(c.weight));
-            if best.is_none_or(|(bl, bw)| l * bw < bl * w) {
-                best = Some((l, w));
+            if let Some(&top) = c.heap.first() {
+                let (l, w) = (u64::from(count_of(top)), u64::from(c.weight));
+                if best.is_none_or(|(bl, bw)| l * bw < bl * w) {
+                    best = Some((l, w));
+                }
             }
         }
         let (bl, bw) = best?;
-        let tied = |c: &Class| c.low != u32::MAX && u64::from(c.low) * bw == bl * u64::from(c.weight);
-        let n_tied: usize = self.classes.iter().filter(|c| tied(c)).map(|c| c.buckets[c.low as usize].heap.len()).sum();
-        if n_tied == 1 {
-            let c = self.classes.iter().find(|c| tied(c))?;
-            return c.buckets[c.low as usize].heap.first().copied();
-        }
+        let tied = |c: &Class| c.heap.first().is_some_and(|&t| u64::from(count_of(t)) * bw == bl * u64::from(c.weight));
         // Smooth WRR among the tied: every tied member's current weight grows by its weight
-        // (k += 1 per tied bucket), the largest wins (first in member order on ties), and the
-        // winner's drops by the tied total.
-        let mut total = 0i64;
-        let mut winner: Option<(i64, u32)> = None;
-        for c in self.classes.iter_mut() {
-            if !(c.low != u32::MAX && u64::from(c.low) * bw == bl * u64::from(c.weight)) {
+        // (k += 1 on each tied level), the largest wins (first in member order on ties), and the
+        // winner's drops by the tied total. One pass finds the winner as if k had grown; k grows
+        // only when more than one member is tied (nginx leaves a lone winner's weight alone).
+        let (mut n_tied, mut total) = (0u32, 0i64);
+        let mut winner: Option<(i64, u32, usize)> = None;
+        for (ci, c) in self.classes.iter().enumerate() {
+            if !tied(c) {
                 continue;
             }
+            let top = c.heap[0];
             let w = i64::from(c.weight);
-            let b = &mut c.buckets[c.low as usize];
-            b.k += 1;
-            total += w * b.heap.len() as i64;
-            let top = b.heap[0];
-            let cw = self.a[top as usize] + b.k * w;
-            if winner.is_none_or(|(bc, bp)| cw > bc || (cw == bc && top < bp)) {
-                winner = Some((cw, top));
+            let level = c.levels[count_of(top) as usize];
+            n_tied += level.members;
+            total += w * i64::from(level.members);
+            let cw = a_of(top) + (level.k + 1) * w;
+            let pos = pos_of(top);
+            if winner.is_none_or(|(bc, bp, _)| cw > bc || (cw == bc && pos < bp)) {
+                winner = Some((cw, pos, ci));
             }
         }
-        let (_, pos) = winner?;
-        // The winner leaves this bucket at once (`shift`), so its heap entry needs no sift.
-        self.a[pos as usize] -= total;
+        let (_, pos, ci) = winner?;
+        if n_tied == 1 {
+            self.classes[ci].reopen(&mut self.heap_at, 0, 1, 0);
+            return Some(pos);
+        }
+        for c in self.classes.iter_mut() {
+            if tied(c) {
+                let count = count_of(c.heap[0]);
+                c.level(count).k += 1;
+            }
+        }
+        self.classes[ci].reopen(&mut self.heap_at, 0, 1, -total);
         Some(pos)
     }
 
     /// nginx's two passes over the members that `keep` allows (retries only).
-    fn pick_scan(&mut self, keep: &dyn Fn(u32) -> bool) -> Option<u32> {
+    fn open_scan(&mut self, keep: &dyn Fn(u32) -> bool) -> Option<u32> {
         let allowed: Vec<u32> = (0..self.members.len() as u32).filter(|&p| keep(self.members[p as usize])).collect();
-        let ratio = |p: u32| (u64::from(self.count[p as usize]), u64::from(self.weights[p as usize]));
+        let ratio =
+            |p: u32| (u64::from(self.count(p)), u64::from(self.classes[self.class[p as usize] as usize].weight));
         let &first = allowed.iter().min_by(|&&x, &&y| {
             let ((lx, wx), (ly, wy)) = (ratio(x), ratio(y));
             (lx * wy).cmp(&(ly * wx)).then(x.cmp(&y))
@@ -271,18 +375,16 @@ impl Index {
         let (bl, bw) = ratio(first);
         let tied: Vec<u32> = allowed.into_iter().filter(|&p| ratio(p).0 * bw == bl * ratio(p).1).collect();
         if tied.len() == 1 {
+            self.reopen(first, 1, 0);
             return Some(first);
         }
-        // Their keys change: out of their heaps first, back in after (sifting each in place
-        // in turn can leave the heap broken when several keys of one heap change at once).
-        for &p in &tied {
-            self.remove(p);
-        }
+        // Only the allowed tied members' current weights grow, so each is re-keyed on its own
+        // (each change repaired before the next: the heap stays whole throughout).
         let mut total = 0i64;
         let mut winner: Option<(i64, u32)> = None;
         for &p in &tied {
-            let w = i64::from(self.weights[p as usize]);
-            self.a[p as usize] += w; // bucket k unchanged: add to this member only
+            let w = i64::from(self.classes[self.class[p as usize] as usize].weight);
+            self.reopen(p, 0, w);
             total += w;
             let cw = self.current(p);
             if winner.is_none_or(|(bc, bp)| cw > bc || (cw == bc && p < bp)) {
@@ -290,132 +392,31 @@ impl Index {
             }
         }
         let (_, pos) = winner?;
-        self.a[pos as usize] -= total;
-        for &p in &tied {
-            self.insert(p);
-        }
+        self.reopen(pos, 1, -total);
         Some(pos)
     }
 
-    /// Moves a member to the bucket of `count + by`, keeping its current weight.
-    fn shift(&mut self, pos: u32, by: i32) {
-        let p = pos as usize;
-        let cur = self.current(pos);
-        self.remove(pos);
-        self.count[p] = self.count[p].saturating_add_signed(by);
-        let class = &mut self.classes[self.class[p] as usize];
-        let c = self.count[p] as usize;
-        if class.buckets.len() <= c {
-            class.buckets.resize_with(c + 1, Bucket::default);
-        }
-        self.a[p] = cur - class.buckets[c].k * i64::from(self.weights[p]);
-        self.insert(pos);
-    }
-
-    fn insert(&mut self, pos: u32) {
-        let p = pos as usize;
-        let class = &mut self.classes[self.class[p] as usize];
-        let c = self.count[p] as usize;
-        if class.buckets.len() <= c {
-            class.buckets.resize_with(c + 1, Bucket::default);
-        }
-        let heap = &mut class.buckets[c].heap;
-        heap.push(pos);
-        self.heap_at[p] = (heap.len() - 1) as u32;
-        class.low = class.low.min(c as u32);
-        self.sift_up(pos);
-    }
-
-    fn remove(&mut self, pos: u32) {
-        let p = pos as usize;
-        let ci = self.class[p] as usize;
-        let c = self.count[p] as usize;
-        let i = self.heap_at[p] as usize;
-        let heap = &mut self.classes[ci].buckets[c].heap;
-        let last = heap.len() - 1;
-        heap.swap(i, last);
-        heap.pop();
-        if i < heap.len() {
-            let moved = heap[i];
-            self.heap_at[moved as usize] = i as u32;
-            if i > 0 && Self::before(&self.a, moved, self.classes[ci].buckets[c].heap[(i - 1) / 2]) {
-                self.sift_up(moved);
-            } else {
-                self.sift_down(moved);
-            }
-        }
-        let class = &mut self.classes[ci];
-        if class.buckets[c].heap.is_empty() && class.low == c as u32 {
-            class.low = (c + 1..class.buckets.len())
-                .find(|&x| !class.buckets[x].heap.is_empty())
-                .map_or(u32::MAX, |x| x as u32);
-        }
-    }
-
-    /// Heap order within a bucket: larger `a` first, then lower position (member order).
-    #[inline]
-    fn before(a: &[i64], x: u32, y: u32) -> bool {
-        let (ax, ay) = (a[x as usize], a[y as usize]);
-        // Bitwise, not short-circuit: the outcome is data-dependent, so branches mispredict.
-        (ax > ay) | ((ax == ay) & (x < y))
-    }
-
-    fn sift_up(&mut self, pos: u32) {
-        let p = pos as usize;
-        let Index { classes, class, count, a, heap_at, .. } = self;
-        let heap = &mut classes[class[p] as usize].buckets[count[p] as usize].heap;
-        let mut i = heap_at[p] as usize;
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            let pp = heap[parent];
-            if !Self::before(a, pos, pp) {
-                break;
-            }
-            heap[i] = pp;
-            heap_at[pp as usize] = i as u32;
-            i = parent;
-        }
-        heap[i] = pos;
-        heap_at[p] = i as u32;
-    }
-
-    fn sift_down(&mut self, pos: u32) {
-        let p = pos as usize;
-        let Index { classes, class, count, a, heap_at, .. } = self;
-        let heap = &mut classes[class[p] as usize].buckets[count[p] as usize].heap;
-        let len = heap.len();
-        let mut i = heap_at[p] as usize;
-        loop {
-            let l = 2 * i + 1;
-            if l >= len {
-                break;
-            }
-            // The larger child, chosen without a branch.
-            let c = if l + 1 < len { l + usize::from(Self::before(a, heap[l + 1], heap[l])) } else { l };
-            let cp = heap[c];
-            if !Self::before(a, cp, pos) {
-                break;
-            }
-            heap[i] = cp;
-            heap_at[cp as usize] = i as u32;
-            i = c;
-        }
-        heap[i] = pos;
-        heap_at[p] = i as u32;
+    /// Moves a member to `count + by` open picks, its current weight changed by `dw`.
+    fn reopen(&mut self, pos: u32, by: i32, dw: i64) {
+        let i = self.heap_at[pos as usize] as usize;
+        self.classes[self.class[pos as usize] as usize].reopen(&mut self.heap_at, i, by, dw);
     }
 }
 
 #[cfg(test)]
 impl Index {
-    /// Every bucket is a heap: no member before its parent (tests only).
+    /// Every heap is in order, every member sits where `heap_at` says, and every level counts
+    /// its members (tests only).
     fn assert_heaps(&self) {
         for (ci, class) in self.classes.iter().enumerate() {
-            for (count, b) in class.buckets.iter().enumerate() {
-                for i in 1..b.heap.len() {
-                    let parent = b.heap[(i - 1) / 2];
-                    assert!(!Self::before(&self.a, b.heap[i], parent), "class {ci} count {count}: heap order at {i}");
-                }
+            let mut members = vec![0u32; class.levels.len()];
+            for (i, &k) in class.heap.iter().enumerate() {
+                assert!(i == 0 || class.heap[(i - 1) / 2] < k, "class {ci}: heap order at {i}");
+                assert_eq!(self.heap_at[pos_of(k) as usize] as usize, i, "class {ci}: heap place of {}", pos_of(k));
+                members[count_of(k) as usize] += 1;
             }
+            let levels: Vec<u32> = class.levels.iter().map(|l| l.members).collect();
+            assert_eq!(levels, members, "class {ci}: members per level");
         }
     }
 }
@@ -423,20 +424,18 @@ impl Index {
 #[cfg(test)]
 impl Stripes {
     /// Open picks by slot over all stripes, after checking that each stripe's index agrees with
-    /// its counts: every indexed member's count is its slot's count, it sits in its bucket's heap
-    /// where `heap_at` says, and every heap is in order (tests only).
+    /// its counts: every indexed member's count is its slot's count, and every heap is whole
+    /// (tests only).
     pub(crate) fn audit(&self) -> Vec<u32> {
         let mut total: Vec<u32> = Vec::new();
         for stripe in self.stripes.iter() {
             let st = stripe.lock();
             for ix in &st.groups {
-                for pos in 0..ix.members.len() {
-                    let slot = ix.slots[pos] as usize;
-                    assert_eq!(ix.count[pos], st.counts.get(slot).copied().unwrap_or(0), "index count of slot {slot}");
-                    let heap = &ix.classes[ix.class[pos] as usize].buckets[ix.count[pos] as usize].heap;
-                    assert_eq!(heap.get(ix.heap_at[pos] as usize), Some(&(pos as u32)), "heap place of slot {slot}");
-                }
                 ix.assert_heaps();
+                for pos in 0..ix.members.len() as u32 {
+                    let slot = ix.slots[pos as usize] as usize;
+                    assert_eq!(ix.count(pos), st.counts.get(slot).copied().unwrap_or(0), "index count of slot {slot}");
+                }
             }
             for (slot, &c) in st.counts.iter().enumerate() {
                 if total.len() <= slot {
@@ -525,17 +524,16 @@ mod tests {
                 if !open.is_empty() && rnd() % 3 == 0 {
                     let i = (rnd() % open.len() as u64) as usize;
                     let p = open.swap_remove(i);
-                    ix.shift(p, -1);
+                    ix.reopen(p, -1, 0);
                     ix.assert_heaps();
                     ng.conns[p as usize] -= 1;
                 } else {
                     // Now and then a retry that leaves one member out.
                     let skip = (n > 1 && rnd() % 4 == 0).then(|| (rnd() % n as u64) as usize);
                     let keep = |m: u32| Some(m as usize) != skip;
-                    let p = ix.pick(skip.map(|_| &keep as &dyn Fn(u32) -> bool)).unwrap();
+                    let p = ix.open_best(skip.map(|_| &keep as &dyn Fn(u32) -> bool)).unwrap();
                     let q = ng.pick(skip);
                     assert_eq!(p as usize, q, "case {case} step {step} weights {w:?}");
-                    ix.shift(p, 1);
                     ix.assert_heaps();
                     ng.conns[q] += 1;
                     open.push(p);
