@@ -83,7 +83,7 @@ impl Stripes {
         bump(&mut st.counts, slot, -1);
         if let Some(&(g, pos)) = st.place.get(slot as usize) {
             if g != NONE {
-                st.groups[g as usize].reopen(pos, -1, 0);
+                st.groups[g as usize].shift(pos, -1, 0);
             }
         }
     }
@@ -212,7 +212,7 @@ impl Class {
     /// The member at heap index `i` moves to `count + by` open picks, keeping its current weight
     /// plus `dw`; the heap is repaired before returning.
     #[inline]
-    fn reopen(&mut self, heap_at: &mut [u32], i: usize, by: i32, dw: i64) {
+    fn shift(&mut self, heap_at: &mut [u32], i: usize, by: i32, dw: i64) {
         let old = self.heap[i];
         let (count, pos) = (count_of(old), pos_of(old));
         let w = i64::from(self.weight);
@@ -350,7 +350,7 @@ impl Index {
         }
         let (_, pos, ci) = winner?;
         if n_tied == 1 {
-            self.classes[ci].reopen(&mut self.heap_at, 0, 1, 0);
+            self.classes[ci].shift(&mut self.heap_at, 0, 1, 0);
             return Some(pos);
         }
         for c in self.classes.iter_mut() {
@@ -359,7 +359,7 @@ impl Index {
                 c.level(count).k += 1;
             }
         }
-        self.classes[ci].reopen(&mut self.heap_at, 0, 1, -total);
+        self.classes[ci].shift(&mut self.heap_at, 0, 1, -total);
         Some(pos)
     }
 
@@ -375,7 +375,7 @@ impl Index {
         let (bl, bw) = ratio(first);
         let tied: Vec<u32> = allowed.into_iter().filter(|&p| ratio(p).0 * bw == bl * ratio(p).1).collect();
         if tied.len() == 1 {
-            self.reopen(first, 1, 0);
+            self.shift(first, 1, 0);
             return Some(first);
         }
         // Only the allowed tied members' current weights grow, so each is re-keyed on its own
@@ -384,7 +384,7 @@ impl Index {
         let mut winner: Option<(i64, u32)> = None;
         for &p in &tied {
             let w = i64::from(self.classes[self.class[p as usize] as usize].weight);
-            self.reopen(p, 0, w);
+            self.shift(p, 0, w);
             total += w;
             let cw = self.current(p);
             if winner.is_none_or(|(bc, bp)| cw > bc || (cw == bc && p < bp)) {
@@ -392,14 +392,14 @@ impl Index {
             }
         }
         let (_, pos) = winner?;
-        self.reopen(pos, 1, -total);
+        self.shift(pos, 1, -total);
         Some(pos)
     }
 
     /// Moves a member to `count + by` open picks, its current weight changed by `dw`.
-    fn reopen(&mut self, pos: u32, by: i32, dw: i64) {
+    fn shift(&mut self, pos: u32, by: i32, dw: i64) {
         let i = self.heap_at[pos as usize] as usize;
-        self.classes[self.class[pos as usize] as usize].reopen(&mut self.heap_at, i, by, dw);
+        self.classes[self.class[pos as usize] as usize].shift(&mut self.heap_at, i, by, dw);
     }
 }
 
@@ -524,7 +524,7 @@ mod tests {
                 if !open.is_empty() && rnd() % 3 == 0 {
                     let i = (rnd() % open.len() as u64) as usize;
                     let p = open.swap_remove(i);
-                    ix.reopen(p, -1, 0);
+                    ix.shift(p, -1, 0);
                     ix.assert_heaps();
                     ng.conns[p as usize] -= 1;
                 } else {
