@@ -231,6 +231,13 @@ impl Class {
     }
 }
 
+/// Puts a key at heap index `i` and records where its member now sits.
+#[inline]
+fn put(heap: &mut [Key], heap_at: &mut [u32], i: usize, k: Key) {
+    heap[i] = k;
+    heap_at[pos_of(k) as usize] = i as u32;
+}
+
 fn sift_up(heap: &mut [Key], heap_at: &mut [u32], mut i: usize) {
     let k = heap[i];
     while i > 0 {
@@ -239,12 +246,10 @@ fn sift_up(heap: &mut [Key], heap_at: &mut [u32], mut i: usize) {
         if pk < k {
             break;
         }
-        heap[i] = pk;
-        heap_at[pos_of(pk) as usize] = i as u32;
+        put(heap, heap_at, i, pk);
         i = parent;
     }
-    heap[i] = k;
-    heap_at[pos_of(k) as usize] = i as u32;
+    put(heap, heap_at, i, k);
 }
 
 fn sift_down(heap: &mut [Key], heap_at: &mut [u32], mut i: usize) {
@@ -261,12 +266,10 @@ fn sift_down(heap: &mut [Key], heap_at: &mut [u32], mut i: usize) {
         if k < ck {
             break;
         }
-        heap[i] = ck;
-        heap_at[pos_of(ck) as usize] = i as u32;
+        put(heap, heap_at, i, ck);
         i = c;
     }
-    heap[i] = k;
-    heap_at[pos_of(k) as usize] = i as u32;
+    put(heap, heap_at, i, k);
 }
 
 impl Index {
