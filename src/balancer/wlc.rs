@@ -508,22 +508,32 @@ mod tests {
 
     #[test]
     fn matches_nginx_step_for_step_under_random_opens_closes_and_retries() {
-        let mut seed = 0x1234_5678_u64;
+        // Small groups, and larger ones whose heaps are several levels deep.
+        against_nginx(0x1234_5678, 60, |case| if case % 2 == 0 { 12 } else { 48 }, 5, 1000);
+    }
+
+    #[test]
+    fn matches_nginx_with_hundreds_of_distinct_weights() {
+        against_nginx(0x9abc_def0, 6, |_| 300, 1000, 3000);
+    }
+
+    /// Random weights 1..=`max_w`, random opens, closes and retries: the index picks what
+    /// nginx's loop picks at every step, and its heaps stay whole.
+    fn against_nginx(mut seed: u64, cases: usize, max_n: impl Fn(usize) -> u64, max_w: u64, steps: usize) {
         let mut rnd = move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
         };
-        for case in 0..60 {
-            // Small groups, and larger ones whose buckets are several heap levels deep.
-            let n = 1 + (rnd() % if case % 2 == 0 { 12 } else { 48 }) as usize;
-            let w: Vec<u32> = (0..n).map(|_| 1 + (rnd() % 5) as u32).collect();
+        for case in 0..cases {
+            let n = 1 + (rnd() % max_n(case)) as usize;
+            let w: Vec<u32> = (0..n).map(|_| 1 + (rnd() % max_w) as u32).collect();
             let entries: Vec<_> = (0..n).map(|i| (i as u32, i as u32, w[i], 0, 0)).collect();
             let mut ix = Index::new(&entries);
             let mut ng = Nginx { w: w.iter().map(|&x| i64::from(x)).collect(), conns: vec![0; n], cw: vec![0; n] };
             let mut open: Vec<u32> = Vec::new();
-            for step in 0..1000 {
+            for step in 0..steps {
                 if !open.is_empty() && rnd() % 3 == 0 {
                     let i = (rnd() % open.len() as u64) as usize;
                     let p = open.swap_remove(i);
