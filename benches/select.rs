@@ -4,10 +4,13 @@
 //!
 //!     cargo bench --bench select
 //!
+//! `health_flip/` times what one member's health change costs (the snapshot rebuilds).
+//!
 //! Inputs (keys, URIs, balancers) are prepared before timing. Two-thread benches count one
 //! element per pick, so criterion's elements/s compare directly with the one-thread figure.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lbsim::health::Outcome;
 use lbsim::model::VpcChannel;
 use lbsim::{Balancer, Pick, Request};
 use std::collections::VecDeque;
@@ -187,5 +190,28 @@ fn bench_select(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_select);
+/// What a change of the eligible set costs: one member marked unhealthy and brought back (two
+/// snapshot rebuilds) per iteration. The hash strategies carry their bucket table over instead of
+/// building it whole (`src/balancer/table.rs`).
+fn bench_health_flip(c: &mut Criterion) {
+    for &n in &SIZES {
+        let mut g = c.benchmark_group(format!("health_flip/n{n}"));
+        g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+        for (name, strategy) in [("wrr", 1), ("wlc", 2), ("sh", 3), ("uri", 4)] {
+            let lb = balancer(strategy, n);
+            let id = lb.members()[n / 2].member.id();
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    lb.health().force_unhealthy(id);
+                    // threshold_normal is 2.
+                    lb.health().record(id, Outcome::Success);
+                    black_box(lb.health().record(id, Outcome::Success))
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_select, bench_health_flip);
 criterion_main!(benches);

@@ -109,44 +109,37 @@ impl Active {
     /// returns false, without allocating: each next candidate is the smallest race time above
     /// the previous one. O(n^2) in the members of a group; only overflowing picks walk it.
     pub(crate) fn walk_preference(&self, bucket: usize, mut f: impl FnMut(u32) -> bool) {
-        use super::hash::{bucket_seed, mix, race};
+        use super::hash::{bucket_seed, mix, Draw};
         let bs = bucket_seed(bucket);
         let ms = mix(bs ^ super::snapshot::MEMBER_LEVEL);
         let single = self.groups.len() == 1;
-        let group_key = |g: usize| (if single { 0.0 } else { race(bs, self.groups[g].seed, self.groups[g].weight) }, g);
-        let mut prev_g: Option<(f64, usize)> = None;
+        let mut prev_g: Option<Draw> = None;
         for _ in 0..self.groups.len() {
-            let next_g = (0..self.groups.len())
-                .map(group_key)
-                .filter(|k| prev_g.is_none_or(|p| after(*k, p)))
-                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let Some(gk) = next_g else { return };
-            prev_g = Some(gk);
-            let p = &self.groups[gk.1];
-            let key = |(&i, &w): (&u32, &u32)| (race(ms, p.race.candidate_seed(i).unwrap_or(0), w), i as usize);
-            let mut prev_m: Option<(f64, usize)> = None;
+            let next_g = (0..self.groups.len() as u32)
+                .map(|g| self.group_draw(bs, g, single))
+                .filter(|d| prev_g.is_none_or(|p| p.before(d)))
+                .min_by(Draw::cmp);
+            let Some(gd) = next_g else { return };
+            prev_g = Some(gd);
+            let p = &self.groups[gd.idx as usize];
+            let mut prev_m: Option<Draw> = None;
             for _ in 0..p.members.len() {
                 let next_m = p
                     .members
                     .iter()
                     .zip(p.weights.iter())
                     .filter(|(_, &w)| w > 0)
-                    .map(key)
-                    .filter(|k| prev_m.is_none_or(|q| after(*k, q)))
-                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                let Some(mk) = next_m else { break };
-                prev_m = Some(mk);
-                if !f(mk.1 as u32) {
+                    .map(|(&i, &w)| Draw::new(ms, p.race_seed(i), w, i))
+                    .filter(|d| prev_m.is_none_or(|q| q.before(d)))
+                    .min_by(Draw::cmp);
+                let Some(md) = next_m else { break };
+                prev_m = Some(md);
+                if !f(md.idx) {
                     return;
                 }
             }
         }
     }
-}
-
-/// Whether `a` comes after `b` in (race time, index) order.
-fn after(a: (f64, usize), b: (f64, usize)) -> bool {
-    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).is_gt()
 }
 
 #[cfg(test)]

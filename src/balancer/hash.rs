@@ -96,13 +96,47 @@ pub(crate) fn bucket_seed(b: usize) -> u64 {
     mix((b as u64).wrapping_add(0x9E37_79B9_7F4A_7C15))
 }
 
-/// The race time `E = -ln(u) / w` of a candidate with `seed` and weight `w` in a bucket. Smaller
-/// wins. `u` is in (0, 1], from the top 53 bits of the mixed hash.
-#[inline]
-pub(crate) fn race(bucket_seed: u64, seed: u64, w: u32) -> f64 {
-    let h = mix(bucket_seed ^ seed);
-    let u = ((h >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64);
-    -u.ln() / f64::from(w)
+/// One candidate's draw in one bucket's race: its race time `E = -ln(u) / w`, with `u` in
+/// (0, 1] from the top 53 bits `h` of the mixed hash of (bucket, candidate seed).
+///
+/// Draws are totally ordered: the shorter race time first, then the larger `h` (within one weight
+/// the time falls as `h` grows, so this only separates times that rounded equal), then the lower
+/// index. A race's winner is its least draw, so taking out any candidate but the winner, or
+/// adding one whose draw is greater, leaves the winner as it was: what lets a table be carried
+/// over from the previous one (`table.rs`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Draw {
+    pub(crate) time: f64,
+    h: u64,
+    pub(crate) idx: u32,
+}
+
+impl Draw {
+    #[inline]
+    pub(crate) fn new(bucket_seed: u64, seed: u64, w: u32, idx: u32) -> Draw {
+        Draw::of_hash(mix(bucket_seed ^ seed) >> 11, w, idx)
+    }
+
+    /// The draw of a race with one candidate (nothing to draw).
+    pub(crate) fn only(idx: u32) -> Draw {
+        Draw { time: 0.0, h: 0, idx }
+    }
+
+    #[inline]
+    fn of_hash(h: u64, w: u32, idx: u32) -> Draw {
+        let u = (h as f64 + 1.0) * (1.0 / (1u64 << 53) as f64);
+        Draw { time: -u.ln() / f64::from(w), h, idx }
+    }
+
+    #[inline]
+    pub(crate) fn cmp(&self, other: &Draw) -> std::cmp::Ordering {
+        self.time.total_cmp(&other.time).then(other.h.cmp(&self.h)).then(self.idx.cmp(&other.idx))
+    }
+
+    #[inline]
+    pub(crate) fn before(&self, other: &Draw) -> bool {
+        self.cmp(other).is_lt()
+    }
 }
 
 /// Candidates of one race level: `(index, seed, weight)`, grouped by weight so that the winner
@@ -128,14 +162,20 @@ impl Race {
 
     /// The seed a candidate was registered with.
     pub(crate) fn candidate_seed(&self, idx: u32) -> Option<u64> {
-        self.classes.iter().flat_map(|(_, v)| v.iter()).find(|(i, _)| *i == idx).map(|&(_, s)| s)
+        self.candidates().find(|c| c.0 == idx).map(|c| c.1)
     }
 
-    /// The winner of bucket `bseed`: smallest race time, lowest index on exact ties.
+    /// Every candidate: `(index, seed, weight)`, by weight class.
+    pub(crate) fn candidates(&self) -> impl Iterator<Item = (u32, u64, u32)> + '_ {
+        self.classes.iter().flat_map(|(w, v)| v.iter().map(move |&(i, s)| (i, s, *w)))
+    }
+
+    /// The winner of bucket `bseed`: the least draw.
     pub(crate) fn winner(&self, bseed: u64) -> Option<u32> {
-        let mut best: Option<(f64, u32)> = None;
+        let mut best: Option<Draw> = None;
         for (w, cands) in &self.classes {
-            // Within a weight class the smallest E is the largest hash: compare integers.
+            // Within a weight class the least draw has the largest hash: compare integers, and
+            // take one logarithm for the class's best.
             let mut top: Option<(u64, u32)> = None;
             for &(idx, seed) in cands {
                 let h = mix(bseed ^ seed) >> 11;
@@ -144,13 +184,12 @@ impl Race {
                 }
             }
             let Some((h, idx)) = top else { continue };
-            let u = (h as f64 + 1.0) * (1.0 / (1u64 << 53) as f64);
-            let e = -u.ln() / f64::from(*w);
-            if best.is_none_or(|(be, bi)| e < be || (e == be && idx < bi)) {
-                best = Some((e, idx));
+            let d = Draw::of_hash(h, *w, idx);
+            if best.is_none_or(|b| d.before(&b)) {
+                best = Some(d);
             }
         }
-        best.map(|(_, i)| i)
+        best.map(|d| d.idx)
     }
 }
 
@@ -196,17 +235,22 @@ mod tests {
     }
 
     #[test]
-    fn race_winner_matches_the_definition() {
+    fn race_winner_is_the_least_draw() {
         let cands: Vec<(u32, u64, u32)> = (0..20).map(|i| (i, seed_of(&format!("m{i}")), 1 + i % 4)).collect();
         let r = Race::new(cands.iter().copied());
         for b in 0..2000 {
             let bs = bucket_seed(b);
-            let expect = cands
-                .iter()
-                .map(|&(i, s, w)| (race(bs, s, w), i))
-                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-                .map(|x| x.1);
+            let expect = cands.iter().map(|&(i, s, w)| Draw::new(bs, s, w, i)).min_by(|a, b| a.cmp(b)).map(|d| d.idx);
             assert_eq!(r.winner(bs), expect);
         }
+    }
+
+    #[test]
+    fn draws_of_equal_time_order_by_hash_then_index() {
+        let a = Draw { time: 1.0, h: 5, idx: 3 };
+        assert!(Draw { h: 6, ..a }.before(&a), "larger hash first");
+        assert!(Draw { idx: 2, ..a }.before(&a), "then lower index");
+        assert!(Draw { time: 0.5, h: 0, ..a }.before(&a), "shorter time first of all");
+        assert!(!a.before(&a));
     }
 }

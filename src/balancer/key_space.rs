@@ -1,7 +1,8 @@
 //! [`KeySpace`]: which member owns each bucket of a hash strategy's table at one moment (the
 //! reports' remapped and returned fractions, and the hash tests).
 
-use super::snapshot::{self, Snapshot};
+use super::snapshot::Snapshot;
+use super::table;
 use super::{hash, MemberId};
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ pub struct KeySpace {
 }
 
 impl KeySpace {
-    fn table(&self) -> &snapshot::HashTable {
+    fn table(&self) -> &table::HashTable {
         // A KeySpace is only made from a snapshot that has a table.
         match self.snap.active.as_ref().ok().and_then(|a| a.table.as_ref()) {
             Some(t) => t,

@@ -1,8 +1,9 @@
 //! The immutable snapshot that one selection reads: members, health, the active tier and the
 //! strategy's precomputed structures. A writer builds a new one and swaps it in whole.
 
-use super::hash::{bucket_seed, mix, seed_of, Race};
+use super::hash::{bucket_seed, mix, seed_of, Draw, Race};
 use super::member::{Member, Name};
+use super::table::{self, HashTable};
 use super::wrr::{smooth_schedule, Cursors};
 use super::{BackupMode, GroupWeights, SelectError, Strategy};
 use crate::health::HealthState;
@@ -54,12 +55,6 @@ pub(crate) struct GroupPlan {
     /// One period of smooth WRR, as positions in `members` (WRR only).
     pub(crate) schedule: Box<[u32]>,
     pub(crate) race: Race,
-}
-
-pub(crate) struct HashTable {
-    pub(crate) bits: u8,
-    /// Member index per bucket.
-    pub(crate) owners: Box<[u32]>,
 }
 
 /// The member group table in effect: name and `member_group_weight`.
@@ -147,7 +142,11 @@ fn finish(
     let table = match input.strategy {
         // Sized by the configured members, not the eligible ones, so that health changes keep
         // the table's size and key spaces compare bucket for bucket.
-        Strategy::SourceIp | Strategy::UriHash => Some(build_table(&groups, input.hash_bits, members.len())),
+        Strategy::SourceIp | Strategy::UriHash => {
+            let bits = input.hash_bits.unwrap_or_else(|| super::hash::default_bits(members.len()));
+            let prev = previous.and_then(|p| Some((&*p.groups, p.table.as_ref()?)));
+            Some(table::build(&groups, bits, prev))
+        }
         _ => None,
     };
     Ok(Active { tier, groups: groups.into(), group_schedule, cursors, table, schedule_lens })
@@ -209,51 +208,44 @@ pub(crate) fn seed_of_member(m: &Member) -> u64 {
     seed_of(&m.id.to_string())
 }
 
-fn build_table(groups: &[GroupPlan], bits: Option<u8>, n: usize) -> HashTable {
-    let bits = bits.unwrap_or_else(|| super::hash::default_bits(n));
-    let group_race = Race::new(groups.iter().enumerate().map(|(g, p)| (g as u32, p.seed, p.weight)));
-    let owners = (0..1usize << bits)
-        .map(|b| {
-            let bs = bucket_seed(b);
-            let g = if groups.len() == 1 { 0 } else { group_race.winner(bs).unwrap_or(0) as usize };
-            groups[g].race.winner(mix(bs ^ MEMBER_LEVEL)).unwrap_or(groups[g].members[0])
-        })
-        .collect();
-    HashTable { bits, owners }
-}
-
 impl Active {
     /// The group of a bucket's preference order, best first, and within each group the members.
     /// `skip` members are left out. Used for retries, fallbacks and `explain`, not per pick.
     pub(crate) fn preference(&self, bucket: usize) -> Vec<u32> {
         let bs = bucket_seed(bucket);
         let ms = mix(bs ^ MEMBER_LEVEL);
-        let mut groups: Vec<(f64, usize)> = self
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(g, p)| (if self.groups.len() == 1 { 0.0 } else { super::hash::race(bs, p.seed, p.weight) }, g))
-            .collect();
-        groups.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let single = self.groups.len() == 1;
+        let mut groups: Vec<Draw> = (0..self.groups.len() as u32).map(|g| self.group_draw(bs, g, single)).collect();
+        groups.sort_by(Draw::cmp);
         let mut out = Vec::new();
-        for (_, g) in groups {
-            let p = &self.groups[g];
-            let mut ms_order: Vec<(f64, u32)> = p
+        for gd in groups {
+            let p = &self.groups[gd.idx as usize];
+            let mut order: Vec<Draw> = p
                 .members
                 .iter()
                 .zip(p.weights.iter())
                 .filter(|(_, &w)| w > 0)
-                .map(|(&i, &w)| (super::hash::race(ms, p.race_seed(i), w), i))
+                .map(|(&i, &w)| Draw::new(ms, p.race_seed(i), w, i))
                 .collect();
-            ms_order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            out.extend(ms_order.into_iter().map(|x| x.1));
+            order.sort_by(Draw::cmp);
+            out.extend(order.into_iter().map(|d| d.idx));
         }
         out
+    }
+
+    /// Group `g`'s draw in bucket seed `bs` (`single`: the only group, no race).
+    pub(crate) fn group_draw(&self, bs: u64, g: u32, single: bool) -> Draw {
+        let p = &self.groups[g as usize];
+        if single {
+            Draw::only(g)
+        } else {
+            Draw::new(bs, p.seed, p.weight, g)
+        }
     }
 }
 
 impl GroupPlan {
-    fn race_seed(&self, member: u32) -> u64 {
+    pub(crate) fn race_seed(&self, member: u32) -> u64 {
         self.race.candidate_seed(member).unwrap_or(0)
     }
 }

@@ -1,0 +1,313 @@
+//! The hash strategies' bucket table: each bucket's owner is the winner of its two-level race
+//! (the group, then a member of that group; see `hash.rs`).
+//!
+//! Built whole, a table costs one draw per bucket and candidate: tens of milliseconds at the
+//! default sizes, paid on every change of the eligible set. A health change moves a member or
+//! two in or out of the race, so a new table is carried over from the previous one when it can
+//! be: a bucket whose owner stays keeps it unless a candidate that joined draws less, and a bucket
+//! whose owner left runs its race again. Draws are totally ordered, so the carried table is the
+//! whole build's, bucket for bucket (tested below). Anything else (a weight changed, the same
+//! index naming another member, many joiners) builds the table whole.
+
+use super::hash::{bucket_seed, mix, Draw, Race};
+use super::snapshot::{GroupPlan, MEMBER_LEVEL};
+use std::collections::HashMap;
+
+pub(crate) struct HashTable {
+    pub(crate) bits: u8,
+    /// Member index per bucket.
+    pub(crate) owners: Box<[u32]>,
+}
+
+/// The table of `groups` with `2^bits` buckets, carried over from `previous` (the groups and
+/// table of the snapshot before) when only a few candidates joined or left.
+pub(crate) fn build(groups: &[GroupPlan], bits: u8, previous: Option<(&[GroupPlan], &HashTable)>) -> HashTable {
+    previous
+        .filter(|(_, table)| table.bits == bits)
+        .and_then(|(old, table)| Change::between(old, groups).map(|change| change.carry(groups, table)))
+        .unwrap_or_else(|| whole(groups, bits))
+}
+
+fn whole(groups: &[GroupPlan], bits: u8) -> HashTable {
+    let group_race = group_race(groups);
+    let owners = (0..1usize << bits)
+        .map(|b| {
+            let bs = bucket_seed(b);
+            let g = if groups.len() == 1 { 0 } else { group_race.winner(bs).unwrap_or(0) };
+            member_race(&groups[g as usize], bs)
+        })
+        .collect();
+    HashTable { bits, owners }
+}
+
+fn group_race(groups: &[GroupPlan]) -> Race {
+    Race::new(groups.iter().enumerate().map(|(g, p)| (g as u32, p.seed, p.weight)))
+}
+
+/// The owner of a bucket (seed `bs`) within group `p`.
+fn member_race(p: &GroupPlan, bs: u64) -> u32 {
+    p.race.winner(mix(bs ^ MEMBER_LEVEL)).unwrap_or(p.members[0])
+}
+
+/// What changed between two snapshots' groups, in the new snapshot's indices.
+struct Change {
+    /// By old group index: its new index, if it stayed (same seed and weight).
+    group_stays: Vec<Option<u32>>,
+    /// New groups that were not there before.
+    groups_joined: Vec<u32>,
+    /// By old member index: its old group (`NONE` outside the race).
+    old_group: Vec<u32>,
+    /// By old member index: it stays in the race, in the same group, with the same weight.
+    member_stays: Vec<bool>,
+    /// By new group: members that joined it, as `(index, seed, weight)`.
+    members_joined: Vec<Vec<(u32, u64, u32)>>,
+    /// By new member index: `(seed, weight)` of those that stayed.
+    stayer: Vec<(u64, u32)>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Change {
+    /// `None` when the table must be built whole: a group or member that stayed changed its
+    /// weight, an index now names another member, a zero weight is in play, or so many joined
+    /// that carrying would cost about as much as building.
+    fn between(old: &[GroupPlan], new: &[GroupPlan]) -> Option<Change> {
+        let zero = |gs: &[GroupPlan]| gs.iter().any(|p| p.weight == 0 || p.weights.contains(&0));
+        if zero(old) || zero(new) || old.is_empty() || new.is_empty() {
+            return None;
+        }
+        // Groups by seed (a seed twice would make "the same group" ambiguous).
+        let mut by_seed = HashMap::with_capacity(new.len());
+        if new.iter().enumerate().any(|(g, p)| by_seed.insert(p.seed, g as u32).is_some()) {
+            return None;
+        }
+        let mut group_stays = vec![None; old.len()];
+        let mut group_joined = vec![true; new.len()];
+        let mut last = None;
+        for (og, p) in old.iter().enumerate() {
+            let Some(&ng) = by_seed.get(&p.seed) else { continue };
+            // Same seed, other weight; or kept groups reordered (their indices break ties).
+            if new[ng as usize].weight != p.weight || last.is_some_and(|l| l >= ng) {
+                return None;
+            }
+            last = Some(ng);
+            group_stays[og] = Some(ng);
+            group_joined[ng as usize] = false;
+        }
+        let groups_joined: Vec<u32> = (0..new.len() as u32).filter(|&g| group_joined[g as usize]).collect();
+
+        let n_old = old.iter().flat_map(|p| p.members.iter()).map(|&i| i as usize + 1).max().unwrap_or(0);
+        let n_new = new.iter().flat_map(|p| p.members.iter()).map(|&i| i as usize + 1).max().unwrap_or(0);
+        let mut old_seed = vec![(NONE, 0u64, 0u32); n_old];
+        for (og, p) in old.iter().enumerate() {
+            for (i, seed, w) in p.race.candidates() {
+                old_seed[i as usize] = (og as u32, seed, w);
+            }
+        }
+        let mut member_stays = vec![false; n_old];
+        let mut stayer = vec![(0u64, 0u32); n_new];
+        let mut members_joined = vec![Vec::new(); new.len()];
+        for (ng, p) in new.iter().enumerate() {
+            for (i, seed, w) in p.race.candidates() {
+                let (og, s, ow) = old_seed.get(i as usize).copied().unwrap_or((NONE, 0, 0));
+                if og != NONE && s != seed {
+                    return None;
+                }
+                if og != NONE && group_stays[og as usize] == Some(ng as u32) {
+                    if ow != w {
+                        return None;
+                    }
+                    member_stays[i as usize] = true;
+                    stayer[i as usize] = (seed, w);
+                } else {
+                    members_joined[ng].push((i, seed, w));
+                }
+            }
+        }
+        // Each joiner costs a draw in every bucket it may take; a whole build costs one per
+        // candidate. (Members of a group that joined run only in that group's buckets, as in a
+        // whole build.)
+        let joined_members: usize =
+            members_joined.iter().zip(&group_joined).filter(|(_, &j)| !j).map(|(v, _)| v.len()).sum();
+        let candidates = new.len() + new.iter().map(|p| p.members.len()).sum::<usize>();
+        if 4 * (groups_joined.len() + joined_members) > candidates {
+            return None;
+        }
+        let old_group = old_seed.iter().map(|s| s.0).collect();
+        Some(Change { group_stays, groups_joined, old_group, member_stays, members_joined, stayer })
+    }
+
+    fn carry(&self, new: &[GroupPlan], old: &HashTable) -> HashTable {
+        let single = new.len() == 1;
+        let group_race = group_race(new);
+        let owners = old
+            .owners
+            .iter()
+            .enumerate()
+            .map(|(b, &o)| {
+                let bs = bucket_seed(b);
+                let stayed = self.old_group.get(o as usize).and_then(|&og| self.group_stays.get(og as usize)?.as_ref());
+                let g = match stayed {
+                    _ if single => 0,
+                    Some(&g) if self.groups_joined.is_empty() => g,
+                    Some(&g) => {
+                        let draw = |ng: u32| Draw::new(bs, new[ng as usize].seed, new[ng as usize].weight, ng);
+                        least(draw(g), self.groups_joined.iter().map(|&j| draw(j))).idx
+                    }
+                    None => group_race.winner(bs).unwrap_or(0),
+                };
+                let p = &new[g as usize];
+                if stayed != Some(&g) || !self.member_stays.get(o as usize).copied().unwrap_or(false) {
+                    return member_race(p, bs);
+                }
+                let joined = &self.members_joined[g as usize];
+                if joined.is_empty() {
+                    return o;
+                }
+                let ms = mix(bs ^ MEMBER_LEVEL);
+                let (seed, w) = self.stayer[o as usize];
+                least(Draw::new(ms, seed, w, o), joined.iter().map(|&(i, s, w)| Draw::new(ms, s, w, i))).idx
+            })
+            .collect();
+        HashTable { bits: old.bits, owners }
+    }
+}
+
+fn least(first: Draw, rest: impl Iterator<Item = Draw>) -> Draw {
+    rest.fold(first, |best, d| if d.before(&best) { d } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::{Balancer, GroupWeights, MemberId};
+    use crate::health::Outcome;
+    use crate::model::VpcChannel;
+    use serde_json::{json, Value};
+
+    const BITS: u8 = 12;
+
+    /// Members `m0..`, weights 1-5; every third one in group `grp0..2` when `groups` is given
+    /// (with those group weights, or none: a group weighs its members' sum), the rest ungrouped.
+    /// Two backups. One check result flips a member's health.
+    fn channel(n: usize, groups: Option<[Option<u32>; 3]>) -> VpcChannel {
+        let members: Vec<Value> = (0..n + 2)
+            .map(|i| {
+                let mut m = json!({"host": format!("10.0.{}.{}", i / 250, i % 250), "weight": 1 + (i * 7) % 5});
+                if i >= n {
+                    m["is_backup"] = json!(true);
+                }
+                if groups.is_some() && i % 3 != 2 {
+                    m["member_group_name"] = json!(format!("grp{}", i % 3));
+                }
+                m
+            })
+            .collect();
+        let mut body = json!({"name": "carry", "port": 80, "balance_strategy": 3, "member_type": "ip",
+            "instance_ids": ["eea73cde015940908ae0117d67bf7330"], "members": members,
+            "vpc_health_config": {"protocol": "TCP", "threshold_normal": 1, "threshold_abnormal": 1,
+                "time_interval": 10, "timeout": 5}});
+        if let Some(weights) = groups {
+            let gs: Vec<Value> = (0..2)
+                .map(|g| {
+                    let mut v = json!({"member_group_name": format!("grp{g}")});
+                    if let Some(w) = weights[g] {
+                        v["member_group_weight"] = json!(w);
+                    }
+                    v
+                })
+                .collect();
+            body["member_groups"] = json!(gs);
+        }
+        match serde_json::from_value(body) {
+            Ok(c) => c,
+            Err(e) => panic!("test channel: {e}"),
+        }
+    }
+
+    /// Random flips of members' health (`n` primaries, two backups): after each, the balancer's
+    /// table is the whole build's. Returns how many flips carried the table over.
+    fn flips(lb: &Balancer, n: usize, steps: usize, mut seed: u64) -> usize {
+        let mut down = vec![false; n + 2];
+        let mut carried = 0;
+        for step in 0..steps {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed % (n as u64 + 2)) as usize;
+            let before = lb.snapshot.load_full();
+            let id = MemberId::new(&format!("10.0.{}.{}", i / 250, i % 250), 80);
+            let outcome = if down[i] { Outcome::Success } else { Outcome::Failure };
+            assert!(lb.health().record(id, outcome).is_some(), "step {step}: member {i} flips");
+            down[i] = !down[i];
+            let after = lb.snapshot.load_full();
+            let Ok(active) = &after.active else { continue };
+            let Some(table) = &active.table else { panic!("step {step}: no table") };
+            assert!(table.owners == whole(&active.groups, BITS).owners, "step {step}: carried table differs");
+            if let Ok(old) = &before.active {
+                carried += usize::from(Change::between(&old.groups, &active.groups).is_some());
+            }
+        }
+        carried
+    }
+
+    fn balancer(ch: &VpcChannel, mode: GroupWeights) -> Balancer {
+        match Balancer::builder(ch).group_weights(mode).hash_table_bits(BITS).build() {
+            Ok(lb) => lb,
+            Err(e) => panic!("test balancer: {e}"),
+        }
+    }
+
+    #[test]
+    fn one_group_carries_every_flip() {
+        let lb = balancer(&channel(40, None), GroupWeights::Inherit);
+        // Flips that switch to the backups (all 40 down) are rare at random; the rest carry.
+        assert!(flips(&lb, 40, 300, 0x5eed) >= 290);
+    }
+
+    #[test]
+    fn weighted_groups_and_ungrouped_members_carry() {
+        let lb = balancer(&channel(30, Some([Some(3), Some(1), None])), GroupWeights::Hierarchical);
+        assert!(flips(&lb, 30, 300, 0xfeed) >= 250);
+    }
+
+    #[test]
+    fn groups_weighing_their_members_build_whole_when_a_member_flips() {
+        // A group without a weight weighs its eligible members' sum, so a grouped member's flip
+        // changes every bucket's group race: only ungrouped members' flips may carry.
+        let lb = balancer(&channel(30, Some([None, None, None])), GroupWeights::Hierarchical);
+        let carried = flips(&lb, 30, 300, 0xbeef);
+        assert!(carried > 0 && carried < 200, "carried {carried}");
+    }
+
+    #[test]
+    fn tier_switches_and_updates_match_whole_builds() {
+        let ch = channel(6, None);
+        let lb = balancer(&ch, GroupWeights::Inherit);
+        let down = |i: usize, outcome| {
+            let id = MemberId::new(&format!("10.0.0.{i}"), 80);
+            assert!(lb.health().record(id, outcome).is_some());
+        };
+        let check = |what: &str| {
+            let snap = lb.snapshot.load_full();
+            let active = snap.active.as_ref().ok();
+            let Some((active, table)) = active.and_then(|a| Some((a, a.table.as_ref()?))) else { panic!("{what}") };
+            assert!(table.owners == whole(&active.groups, BITS).owners, "{what}");
+        };
+        for i in 0..6 {
+            down(i, Outcome::Failure);
+            check(&format!("member {i} down"));
+        }
+        for i in 0..6 {
+            down(i, Outcome::Success);
+            check(&format!("member {i} up"));
+        }
+        // The same members in another order: indices now name other members.
+        let mut reordered = ch.clone();
+        reordered.members.reverse();
+        if let Err(e) = lb.update(&reordered) {
+            panic!("update: {e}");
+        }
+        check("members reordered");
+    }
+}
