@@ -12,30 +12,52 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// One period of smooth WRR over `weights` (indices into `weights`). Members with weight 0 never
 /// appear. Empty when every weight is 0.
+///
+/// nginx's loop touches every member on every pick: O(period x n), which a large channel with
+/// large weights (or slow start, which scales every weight up) turns into seconds per rebuild.
+/// Members of one weight, though, always go round in member order: their current weights grow
+/// alike, so the one picked longest ago (lowest index among equals) is the largest, and a pick
+/// sends it to the back. So each distinct weight keeps a cursor over its members and how many
+/// rounds it has completed (every member there has lost `total` per round), and a pick compares
+/// the weights' next members only: O(period x distinct weights), the same sequence.
 pub(crate) fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
     let g = weights.iter().copied().filter(|&w| w > 0).fold(0u32, gcd);
     if g == 0 {
         return Vec::new();
     }
-    let w: Vec<i64> = weights.iter().map(|&w| i64::from(w / g)).collect();
-    let total: i64 = w.iter().sum();
-    let mut current = vec![0i64; w.len()];
+    struct Class {
+        weight: i64,
+        /// Its members, in member order.
+        members: Vec<u32>,
+        next: usize,
+        /// Current weight of `members[next]`, less `step x weight`: `-total x rounds`.
+        base: i64,
+    }
+    let mut classes: Vec<Class> = Vec::new();
+    for (i, &w) in weights.iter().enumerate().filter(|(_, &w)| w > 0) {
+        let weight = i64::from(w / g);
+        match classes.iter_mut().find(|c| c.weight == weight) {
+            Some(c) => c.members.push(i as u32),
+            None => classes.push(Class { weight, members: vec![i as u32], next: 0, base: 0 }),
+        }
+    }
+    let total: i64 = weights.iter().map(|&w| i64::from(w / g)).sum();
     let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        let mut best_cw = i64::MIN;
-        for (i, (cw, &wi)) in current.iter_mut().zip(&w).enumerate() {
-            if wi == 0 {
-                continue;
-            }
-            *cw += wi;
-            if *cw > best_cw {
-                best_cw = *cw;
-                best = i;
+    for step in 1..=total {
+        let (mut best, mut best_cw, mut best_idx) = (0, i64::MIN, u32::MAX);
+        for (ci, c) in classes.iter().enumerate() {
+            let (cw, idx) = (c.base + step * c.weight, c.members[c.next]);
+            if cw > best_cw || (cw == best_cw && idx < best_idx) {
+                (best, best_cw, best_idx) = (ci, cw, idx);
             }
         }
-        current[best] -= total;
-        out.push(best as u32);
+        let c = &mut classes[best];
+        c.next += 1;
+        if c.next == c.members.len() {
+            c.next = 0;
+            c.base -= total;
+        }
+        out.push(best_idx);
     }
     out
 }
@@ -145,6 +167,45 @@ mod tests {
         assert_eq!(names(&smooth_schedule(&[2, 0, 1])), "aca");
         assert!(smooth_schedule(&[0, 0]).is_empty());
         assert_eq!(names(&smooth_schedule(&[1, 1, 1])), "abc");
+    }
+
+    /// nginx's loop, literally: every member's current weight grows, the largest wins (first
+    /// in member order on ties), the winner's drops by the total.
+    fn nginx(weights: &[u32]) -> Vec<u32> {
+        let g = weights.iter().copied().filter(|&w| w > 0).fold(0u32, gcd);
+        let w: Vec<i64> = weights.iter().map(|&w| i64::from(w.checked_div(g).unwrap_or(0))).collect();
+        let total: i64 = w.iter().sum();
+        let mut current = vec![0i64; w.len()];
+        let mut out = Vec::new();
+        for _ in 0..total {
+            let mut best = 0;
+            for i in 0..w.len() {
+                current[i] += w[i];
+                if w[i] > 0 && (w[best] == 0 || current[i] > current[best]) {
+                    best = i;
+                }
+            }
+            current[best] -= total;
+            out.push(best as u32);
+        }
+        out
+    }
+
+    #[test]
+    fn matches_nginx_loop_for_random_weights() {
+        let mut seed = 0x0bad_cafe_u64;
+        for case in 0..300 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = 1 + (seed % 40) as usize;
+            // Few distinct weights, many, zeros, and weights sharing a factor.
+            let span = [3, 10, 100, 1000][case % 4];
+            let factor = 1 + (case % 3) as u32;
+            let w: Vec<u32> =
+                (0..n as u64).map(|i| (super::super::hash::mix(seed ^ i) % span) as u32 * factor).collect();
+            assert_eq!(smooth_schedule(&w), nginx(&w), "weights {w:?}");
+        }
     }
 
     #[test]
