@@ -132,6 +132,7 @@ impl<'a> Pick<'a> {
 
     /// Keeps only what ending the request needs (the simulator holds one per attempt in flight,
     /// and a 16-byte lease instead of a 64-byte pick keeps its attempts in cache).
+    #[cfg(feature = "sim")]
     pub(crate) fn into_lease(mut self) -> Lease<'a> {
         let open = std::mem::replace(&mut self.open, Open::NONE);
         Lease { balancer: self.balancer, slot: self.member.slot, open: open.0 as u32 }
@@ -140,6 +141,7 @@ impl<'a> Pick<'a> {
 
 /// A pick reduced to its in-flight count: dropping it ends the request, as dropping the pick
 /// would have.
+#[cfg(feature = "sim")]
 pub(crate) struct Lease<'a> {
     balancer: &'a Balancer,
     slot: u32,
@@ -147,6 +149,7 @@ pub(crate) struct Lease<'a> {
     open: u32,
 }
 
+#[cfg(feature = "sim")]
 impl Drop for Lease<'_> {
     #[inline]
     fn drop(&mut self) {
