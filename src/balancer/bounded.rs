@@ -106,7 +106,7 @@ impl Loads {
 
 impl Active {
     /// Calls `f` with a bucket's preference order (as [`Active::preference`] lists it) until it
-    /// returns false, without allocating: each next candidate is the smallest race time above
+    /// returns false, without allocating: each next candidate is the least draw after
     /// the previous one. O(n^2) in the members of a group; only overflowing picks walk it.
     pub(crate) fn walk_preference(&self, bucket: usize, mut f: impl FnMut(u32) -> bool) {
         use super::hash::{bucket_seed, mix, Draw};
