@@ -3,11 +3,13 @@
 //!
 //! Built whole, a table costs one draw per bucket and candidate: tens of milliseconds at the
 //! default sizes, paid on every change of the eligible set. A health change moves a member or
-//! two in or out of the race, so a new table is carried over from the previous one when it can
-//! be: a bucket whose owner stays keeps it unless a candidate that joined draws less, and a bucket
-//! whose owner left runs its race again. Draws are totally ordered, so the carried table is the
-//! whole build's, bucket for bucket (tested below). Anything else (a weight changed, the same
-//! index naming another member, many joiners) builds the table whole.
+//! two in or out of the race, and a slow-start step raises one member's weight, so a new table is
+//! carried over from the previous one when it can be: a bucket whose owner stays keeps it unless
+//! a candidate that joined (or whose weight grew) draws less, and a bucket whose owner left (or
+//! whose weight shrank) runs its race again. Draws are totally ordered and a larger weight never
+//! draws more, so the carried table is the whole build's, bucket for bucket (tested below).
+//! Anything else (an index naming another member, groups reordered, many joiners, every weight
+//! rescaled as when a ramp starts or ends) builds the table whole.
 
 use super::hash::{bucket_seed, mix, Draw, Race};
 use super::snapshot::{GroupPlan, MEMBER_LEVEL};
@@ -51,26 +53,27 @@ fn member_race(p: &GroupPlan, bs: u64) -> u32 {
 
 /// What changed between two snapshots' groups, in the new snapshot's indices.
 struct Change {
-    /// By old group index: its new index, if it stayed (same seed and weight).
+    /// By old group index: its new index, if it stayed (same seed, weight not smaller).
     group_stays: Vec<Option<u32>>,
-    /// New groups that were not there before.
+    /// New groups that were not there before, and groups that stay with a larger weight.
     groups_joined: Vec<u32>,
     /// By old member index: its old group (`NONE` outside the race).
     old_group: Vec<u32>,
-    /// By old member index: it stays in the race, in the same group, with the same weight.
+    /// By old member index: it stays in the race, in the same group, its weight not smaller.
     member_stays: Vec<bool>,
-    /// By new group: members that joined it, as `(index, seed, weight)`.
+    /// By new group: members that joined it or stay with a larger weight, as
+    /// `(index, seed, weight)`.
     members_joined: Vec<Vec<(u32, u64, u32)>>,
-    /// By new member index: `(seed, weight)` of those that stayed.
+    /// By new member index: `(seed, weight now)` of those that stayed.
     stayer: Vec<(u64, u32)>,
 }
 
 const NONE: u32 = u32::MAX;
 
 impl Change {
-    /// `None` when the table must be built whole: a group or member that stayed changed its
-    /// weight, an index now names another member, a zero weight is in play, or so many joined
-    /// that carrying would cost about as much as building.
+    /// `None` when the table must be built whole: an index now names another member, groups
+    /// that stay changed their order, a zero weight is in play, or so many joined that carrying
+    /// would cost about as much as building.
     fn between(old: &[GroupPlan], new: &[GroupPlan]) -> Option<Change> {
         let zero = |gs: &[GroupPlan]| gs.iter().any(|p| p.weight == 0 || p.weights.contains(&0));
         if zero(old) || zero(new) || old.is_empty() || new.is_empty() {
@@ -81,20 +84,33 @@ impl Change {
         if new.iter().enumerate().any(|(g, p)| by_seed.insert(p.seed, g as u32).is_some()) {
             return None;
         }
+        // A group that stays with a larger weight draws less in every bucket: it keeps its
+        // buckets and competes for the others as a joiner does. One with a smaller weight can
+        // only lose buckets: its buckets run their race again, as if it had left.
         let mut group_stays = vec![None; old.len()];
         let mut group_joined = vec![true; new.len()];
+        let mut staying = vec![false; new.len()];
+        let mut groups_improved = Vec::new();
         let mut last = None;
         for (og, p) in old.iter().enumerate() {
             let Some(&ng) = by_seed.get(&p.seed) else { continue };
-            // Same seed, other weight; or kept groups reordered (their indices break ties).
-            if new[ng as usize].weight != p.weight || last.is_some_and(|l| l >= ng) {
+            // Groups that stay keep their order (their indices break ties).
+            if last.is_some_and(|l| l >= ng) {
                 return None;
             }
             last = Some(ng);
-            group_stays[og] = Some(ng);
             group_joined[ng as usize] = false;
+            let w = new[ng as usize].weight;
+            if w >= p.weight {
+                group_stays[og] = Some(ng);
+                staying[ng as usize] = true;
+            }
+            if w > p.weight {
+                groups_improved.push(ng);
+            }
         }
-        let groups_joined: Vec<u32> = (0..new.len() as u32).filter(|&g| group_joined[g as usize]).collect();
+        let mut groups_joined: Vec<u32> = (0..new.len() as u32).filter(|&g| group_joined[g as usize]).collect();
+        groups_joined.extend(groups_improved);
 
         let n_old = old.iter().flat_map(|p| p.members.iter()).map(|&i| i as usize + 1).max().unwrap_or(0);
         let n_new = new.iter().flat_map(|p| p.members.iter()).map(|&i| i as usize + 1).max().unwrap_or(0);
@@ -113,22 +129,21 @@ impl Change {
                 if og != NONE && s != seed {
                     return None;
                 }
-                if og != NONE && group_stays[og as usize] == Some(ng as u32) {
-                    if ow != w {
-                        return None;
-                    }
+                // Members as groups: a larger weight stays and joins, a smaller one leaves.
+                let same_group = og != NONE && group_stays[og as usize] == Some(ng as u32);
+                if same_group && w >= ow {
                     member_stays[i as usize] = true;
                     stayer[i as usize] = (seed, w);
-                } else {
+                }
+                if !same_group || w > ow {
                     members_joined[ng].push((i, seed, w));
                 }
             }
         }
         // Each joiner costs a draw in every bucket it may take; a whole build costs one per
-        // candidate. (Members of a group that joined run only in that group's buckets, as in a
-        // whole build.)
-        let joined_members: usize =
-            members_joined.iter().zip(&group_joined).filter(|(_, &j)| !j).map(|(v, _)| v.len()).sum();
+        // candidate. (Members of a group that does not stay run only in their group's races
+        // again, as in a whole build.)
+        let joined_members: usize = members_joined.iter().zip(&staying).filter(|(_, &s)| s).map(|(v, _)| v.len()).sum();
         let candidates = new.len() + new.iter().map(|p| p.members.len()).sum::<usize>();
         if 4 * (groups_joined.len() + joined_members) > candidates {
             return None;
@@ -184,6 +199,7 @@ mod tests {
     use crate::health::Outcome;
     use crate::model::VpcChannel;
     use serde_json::{json, Value};
+    use std::time::Duration;
 
     const BITS: u8 = 12;
 
@@ -272,12 +288,42 @@ mod tests {
     }
 
     #[test]
-    fn groups_weighing_their_members_build_whole_when_a_member_flips() {
-        // A group without a weight weighs its eligible members' sum, so a grouped member's flip
-        // changes every bucket's group race: only ungrouped members' flips may carry.
+    fn groups_weighing_their_members_carry_through_their_weight_changes() {
+        // A group without a weight weighs its eligible members' sum: a member's flip changes its
+        // group's weight, which shrinks (its buckets race again) or grows (it competes for the
+        // others' buckets).
         let lb = balancer(&channel(30, Some([None, None, None])), GroupWeights::Hierarchical);
-        let carried = flips(&lb, 30, 300, 0xbeef);
-        assert!(carried > 0 && carried < 200, "carried {carried}");
+        assert!(flips(&lb, 30, 300, 0xbeef) >= 250);
+    }
+
+    #[test]
+    fn slow_start_steps_carry_and_match_whole_builds() {
+        let ch = channel(40, None);
+        let lb = match Balancer::builder(&ch).hash_table_bits(BITS).slow_start(Duration::from_secs(20), 0.1).build() {
+            Ok(lb) => lb,
+            Err(e) => panic!("test balancer: {e}"),
+        };
+        let id = MemberId::new("10.0.0.7", 80);
+        lb.tick(Duration::from_secs(1));
+        lb.health().record_at(id, Outcome::Failure, Duration::from_secs(2));
+        lb.health().record_at(id, Outcome::Success, Duration::from_secs(3));
+        let (mut carried, mut rebuilds) = (0, 0);
+        for s in 4..=24 {
+            let before = lb.snapshot.load_full();
+            lb.tick(Duration::from_secs(s));
+            let after = lb.snapshot.load_full();
+            if after.generation == before.generation {
+                continue;
+            }
+            rebuilds += 1;
+            let (Ok(old), Ok(new)) = (&before.active, &after.active) else { panic!("second {s}: no active tier") };
+            let Some(table) = &new.table else { panic!("second {s}: no table") };
+            assert!(table.owners == whole(&new.groups, BITS).owners, "second {s}: carried table differs");
+            carried += usize::from(Change::between(&old.groups, &new.groups).is_some());
+        }
+        // One rebuild per step of the 20-step ramp, each carried (the last one drops the x100
+        // scale: every weight shrinks, so every bucket runs its race again).
+        assert_eq!((rebuilds, carried), (20, 20));
     }
 
     #[test]
