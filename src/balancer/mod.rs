@@ -23,8 +23,9 @@
 //! under a writer lock that the hot path never takes. WRR replays a precomputed
 //! smooth schedule with per-thread cursors; the hash strategies look a key's bucket up in a
 //! precomputed rendezvous table (`table.rs`, carried over on health changes); WLC keeps, per
-//! thread stripe, an index of the members by weight and in-flight count (`wlc.rs`). The options live in `options.rs`, health results come in
-//! through `health_handle.rs`, and `key_space.rs` reads a hash table's owners.
+//! thread stripe, an index of the members by weight and in-flight count (`wlc.rs`). The options
+//! live in `options.rs`, health results come in through `health_handle.rs`, and `key_space.rs`
+//! reads a hash table's owners.
 
 mod bounded;
 mod hash;
