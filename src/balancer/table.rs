@@ -203,10 +203,10 @@ mod tests {
 
     const BITS: u8 = 12;
 
-    /// Members `m0..`, weights 1-5; every third one in group `grp0..2` when `groups` is given
-    /// (with those group weights, or none: a group weighs its members' sum), the rest ungrouped.
-    /// Two backups. One check result flips a member's health.
-    fn channel(n: usize, groups: Option<[Option<u32>; 3]>) -> VpcChannel {
+    /// `n` members `10.0.x.y`, weights 1-5, then two backups. With `groups`, members `i % 3 == 0`
+    /// are in `grp0` and `i % 3 == 1` in `grp1` (with those group weights, or none: a group weighs
+    /// its members' sum), the rest ungrouped. One check result flips a member's health.
+    fn channel(n: usize, groups: Option<[Option<u32>; 2]>) -> VpcChannel {
         let members: Vec<Value> = (0..n + 2)
             .map(|i| {
                 let mut m = json!({"host": format!("10.0.{}.{}", i / 250, i % 250), "weight": 1 + (i * 7) % 5});
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn weighted_groups_and_ungrouped_members_carry() {
-        let lb = balancer(&channel(30, Some([Some(3), Some(1), None])), GroupWeights::Hierarchical);
+        let lb = balancer(&channel(30, Some([Some(3), Some(1)])), GroupWeights::Hierarchical);
         assert!(flips(&lb, 30, 300, 0xfeed) >= 250);
     }
 
@@ -292,7 +292,7 @@ mod tests {
         // A group without a weight weighs its eligible members' sum: a member's flip changes its
         // group's weight, which shrinks (its buckets race again) or grows (it competes for the
         // others' buckets).
-        let lb = balancer(&channel(30, Some([None, None, None])), GroupWeights::Hierarchical);
+        let lb = balancer(&channel(30, Some([None, None])), GroupWeights::Hierarchical);
         assert!(flips(&lb, 30, 300, 0xbeef) >= 250);
     }
 
