@@ -106,7 +106,7 @@ pub(crate) fn bucket_seed(b: usize) -> u64 {
 /// over from the previous one (`table.rs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Draw {
-    pub(crate) time: f64,
+    time: f64,
     h: u64,
     pub(crate) idx: u32,
 }
