@@ -4,7 +4,7 @@ use super::live::{logging, runtime};
 use super::{load, Failure};
 use crate::control::auth::{Auth, KeyPair, Scope, Token};
 use crate::control::dataplane::Env;
-use crate::control::{ServeConfig, Server};
+use crate::control::{Limits, ServeConfig, Server};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +37,16 @@ pub(super) struct ServeArgs {
     /// the server starts from it.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers, from connecting or from its previous
+    /// answer; an idle connection is closed after it.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body once its headers are in (408 after).
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout: f64,
+    /// Connections served at once; as many again are answered 503, more are closed at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Seconds an SDRS job (create, failover, delete) takes.
     #[arg(long, default_value_t = 1.0)]
     job_duration: f64,
@@ -57,6 +67,21 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     if !(args.job_duration >= 0.0 && args.job_duration <= 3600.0) {
         return Err(Failure::Input(format!("--job-duration must be within 0-3600 seconds, got {}", args.job_duration)));
+    }
+    let seconds = |flag: &str, v: f64| {
+        if v > 0.0 && v <= 3600.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::Input(format!("--{flag} must be within 0-3600 seconds (not 0), got {v}")))
+        }
+    };
+    let limits = Limits {
+        header_timeout: seconds("header-timeout", args.header_timeout)?,
+        body_timeout: seconds("body-timeout", args.body_timeout)?,
+        max_connections: args.max_connections,
+    };
+    if limits.max_connections == 0 {
+        return Err(Failure::Input("--max-connections must be at least 1".into()));
     }
     let mut raw = args.token.clone();
     if raw.is_empty() {
@@ -87,6 +112,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     let scenario = args.scenario.as_deref().map(load).transpose()?;
     let mut cfg = ServeConfig::new(args.listen, Auth { tokens, aksk });
     cfg.state = args.state.clone();
+    cfg.limits = limits;
     cfg.job_duration = Duration::from_secs_f64(args.job_duration);
     if let Some(sc) = &scenario {
         cfg.env = Env {

@@ -89,21 +89,50 @@ pub struct Signed<'a> {
     pub body: &'a [u8],
 }
 
+/// What the headers alone say about a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// A configured token: the caller's scope is known.
+    Token(Scope),
+    /// An AK/SK signature that may be valid (right key, fresh date): the body decides.
+    Signature,
+}
+
 impl Auth {
     /// The caller's scope: a matching token's, or every project for a valid AK/SK signature;
     /// `None` otherwise.
     pub fn check(&self, headers: &HeaderMap, req: Signed<'_>) -> Option<Scope> {
-        if let Some(scope) = self.check_token(headers) {
-            return Some(scope);
+        match self.presented(headers)? {
+            Presented::Token(scope) => Some(scope),
+            Presented::Signature => self.check_signature(headers, req),
         }
+    }
+
+    /// What can be decided before the body is read: a token, or a signature worth reading the
+    /// body for; `None` (answer 401 at once) otherwise.
+    pub fn presented(&self, headers: &HeaderMap) -> Option<Presented> {
+        if let Some(scope) = self.check_token(headers) {
+            return Some(Presented::Token(scope));
+        }
+        let kp = self.aksk.as_ref()?;
+        match sign::precheck(headers, &kp.ak, unix_now(), MAX_SKEW_S) {
+            Ok(()) => Some(Presented::Signature),
+            Err(e) => {
+                refused(&e);
+                None
+            }
+        }
+    }
+
+    /// Every project for a valid AK/SK signature over the whole request; `None` otherwise.
+    pub fn check_signature(&self, headers: &HeaderMap, req: Signed<'_>) -> Option<Scope> {
         let kp = self.aksk.as_ref()?;
         let checked =
             sign::verify(req.method, req.path, req.query, headers, req.body, &kp.ak, &kp.sk, unix_now(), MAX_SKEW_S);
         match checked {
             Ok(()) => Some(Scope::All),
-            Err(sign::SignError::Missing) => None,
             Err(e) => {
-                tracing::info!(error = %e, "signature refused");
+                refused(&e);
                 None
             }
         }
@@ -120,6 +149,12 @@ impl Auth {
             }
         }
         found
+    }
+}
+
+fn refused(e: &sign::SignError) {
+    if *e != sign::SignError::Missing {
+        tracing::info!(error = %e, "signature refused");
     }
 }
 

@@ -89,15 +89,31 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, api, Problem::Invalid.code(api), message)
     }
 
-    /// 500. The cause is logged by the caller; the client only learns that it happened.
-    pub fn internal(api: Api) -> ApiError {
-        let code = match api {
+    /// 408: the body did not arrive in time. ZStack has a code of its own for timeouts.
+    pub fn timeout(api: Api, limit: std::time::Duration) -> ApiError {
+        let code = if api == Api::Zstack { "SYS.1001" } else { Problem::Invalid.code(api) };
+        let message = format!("The request body did not arrive within {} s", limit.as_secs_f64());
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, api, code, message)
+    }
+
+    /// 503: the server holds as many connections as it serves; retry later.
+    pub fn busy(api: Api) -> ApiError {
+        let message = "The server has too many open connections; retry later";
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, api, Self::system_code(api), message)
+    }
+
+    fn system_code(api: Api) -> &'static str {
+        match api {
             Api::Zstack => "SYS.1000",
             Api::Sdrs => "SDRS.9999",
             Api::Ga => "GA.9999",
             _ => "APIG.9999",
-        };
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, api, code, "System error")
+        }
+    }
+
+    /// 500. The cause is logged by the caller; the client only learns that it happened.
+    pub fn internal(api: Api) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, api, Self::system_code(api), "System error")
     }
 
     /// The body in the family's shape.

@@ -13,6 +13,7 @@
 //! tells which.
 
 pub mod auth;
+mod conn;
 pub mod dataplane;
 pub mod errors;
 mod ga;
@@ -26,6 +27,7 @@ pub mod store;
 mod vpc_channels;
 mod zstack;
 
+pub use self::conn::Limits;
 pub use self::server::{Handler, ServeConfig, ServeError, Server};
 
 use self::auth::Scope;

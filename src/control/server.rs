@@ -2,7 +2,8 @@
 //! (route, body limit, auth, project scope, then the operation). The fuzz target
 //! `control_api` drives the same handler without a socket.
 
-use super::auth::{Auth, Scope, Signed};
+use super::auth::{Auth, Presented, Scope, Signed};
+use super::conn::{self, Activity, Admission, Gate, Limits};
 use super::dataplane::{self, Env};
 use super::errors::ApiError;
 use super::state::{self, Control, Registry};
@@ -11,7 +12,7 @@ use crate::model;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,6 +31,8 @@ pub struct ServeConfig {
     pub env: Env,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// Timeouts and the connection limit.
+    pub limits: Limits,
     /// How long an SDRS job takes to complete.
     pub job_duration: Duration,
     /// The durable store's file (`--state`): every acknowledged change is in it, and the server
@@ -44,6 +47,7 @@ impl ServeConfig {
             auth,
             env: Env::default(),
             max_body_bytes: 1 << 20,
+            limits: Limits::default(),
             job_duration: Duration::from_secs(1),
             state: None,
         }
@@ -71,12 +75,13 @@ struct Shared {
     control: Arc<Control>,
     auth: Auth,
     max_body_bytes: usize,
+    body_timeout: Duration,
 }
 
 impl Handler {
     /// A handler over an empty registry, with no state file: what the fuzz target drives.
     pub fn new(auth: Auth, env: Env) -> Handler {
-        Handler::over(Registry::default(), None, Arc::new(env), auth, 1 << 20, Duration::ZERO)
+        Handler::over(Registry::default(), None, Arc::new(env), auth, 1 << 20, Limits::default(), Duration::ZERO)
     }
 
     fn over(
@@ -85,6 +90,7 @@ impl Handler {
         env: Arc<Env>,
         auth: Auth,
         max_body_bytes: usize,
+        limits: Limits,
         job_duration: Duration,
     ) -> Handler {
         let control = Arc::new(Control {
@@ -94,7 +100,7 @@ impl Handler {
             job_duration,
             store,
         });
-        Handler { inner: Arc::new(Shared { control, auth, max_body_bytes }) }
+        Handler { inner: Arc::new(Shared { control, auth, max_body_bytes, body_timeout: limits.body_timeout }) }
     }
 
     /// The answer to one request, never an error: failures are the seeds' error bodies.
@@ -107,17 +113,17 @@ impl Handler {
         let request_id = shared.control.ids.uuid();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let result = answer(shared, &request_id, req).await;
+        let (result, body_read) = answer(shared, &request_id, req).await;
         let (status, body) = match result {
             Ok(Reply { status, body }) => (status, body),
             Err(e) => (e.status, Some(e.body(&request_id))),
         };
         tracing::info!(request_id = %request_id, %method, %path, status = status.as_u16(), "api");
-        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let mut resp = hyper::Response::new(Full::new(bytes));
-        *resp.status_mut() = status;
-        if status != StatusCode::NO_CONTENT {
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+        let mut resp = response(status, body, &request_id);
+        // A body left unread (refused before it was read, or cut off) ends the connection, as
+        // does an answer about the connection itself.
+        if !body_read || matches!(status, StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE) {
+            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
@@ -125,9 +131,16 @@ impl Handler {
                 resp.headers_mut().insert(ALLOW, v);
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert("x-request-id", v);
-        }
+        resp
+    }
+
+    /// The answer on a connection over the limit: 503 in the path's family shape, then close.
+    pub fn busy<B>(&self, req: &hyper::Request<B>) -> hyper::Response<Full<Bytes>> {
+        let request_id = self.inner.control.ids.uuid();
+        let e = ApiError::busy(api_of_path(req.uri().path()));
+        let mut resp = response(e.status, Some(e.body(&request_id)), &request_id);
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
         resp
     }
 
@@ -138,6 +151,20 @@ impl Handler {
             rt.shutdown().await;
         }
     }
+}
+
+/// A JSON answer (none for 204) with its request id.
+fn response(status: StatusCode, body: Option<serde_json::Value>, request_id: &str) -> hyper::Response<Full<Bytes>> {
+    let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let mut resp = hyper::Response::new(Full::new(bytes));
+    *resp.status_mut() = status;
+    if status != StatusCode::NO_CONTENT {
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }
 
 /// The methods of the routes whose template matches `path`, as an `Allow` value.
@@ -184,9 +211,10 @@ impl Server {
         }
         let listener = TcpListener::bind(cfg.listen).await.map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
-        let handler = Handler::over(registry, store, env, cfg.auth, cfg.max_body_bytes, cfg.job_duration);
+        let handler =
+            Handler::over(registry, store, env, cfg.auth, cfg.max_body_bytes, cfg.limits, cfg.job_duration);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, handler.clone(), stopped));
+        let task = tokio::spawn(accept_loop(listener, handler.clone(), cfg.limits, stopped));
         tracing::info!(%addr, "control API listening");
         Ok(Server { addr, handler, stop: Some(stop), task })
     }
@@ -226,10 +254,11 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, handler: Handler, mut stopped: oneshot::Receiver<()>) {
+async fn accept_loop(listener: TcpListener, handler: Handler, limits: Limits, mut stopped: oneshot::Receiver<()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let gate = Gate::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -237,14 +266,27 @@ async fn accept_loop(listener: TcpListener, handler: Handler, mut stopped: onesh
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let handler = handler.clone();
+                let (admission, slot) = gate.admit(limits.max_connections);
+                if admission == Admission::Refuse {
+                    continue;
+                }
+                let activity = Arc::new(Activity::new());
+                let (handler, watched) = (handler.clone(), Arc::clone(&activity));
                 let svc = hyper::service::service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+                    let (handler, activity) = (handler.clone(), Arc::clone(&activity));
+                    async move {
+                        let _busy = activity.begin();
+                        let resp = match admission {
+                            Admission::Serve => handler.handle(req).await,
+                            _ => handler.busy(&req),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    conn::watch(conn, &watched, limits.header_timeout).await;
+                    drop(slot);
                 });
             }
             _ = &mut stopped => break,
@@ -254,7 +296,8 @@ async fn accept_loop(listener: TcpListener, handler: Handler, mut stopped: onesh
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
-async fn answer<B>(shared: &Shared, request_id: &str, req: hyper::Request<B>) -> Handled
+/// The answer to one request, and whether its body was read to the end.
+async fn answer<B>(shared: &Shared, request_id: &str, req: hyper::Request<B>) -> (Handled, bool)
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -273,37 +316,53 @@ where
     }
     let Some((route, params)) = matched else {
         let api = api_of_path(&path);
-        return Err(if path_known {
+        let e = if path_known {
             ApiError::method_not_allowed(api, req.method().as_str(), &path)
         } else {
             ApiError::no_route(api, req.method().as_str(), &path)
-        });
+        };
+        return (Err(e), req.body().is_end_stream());
     };
-    // The body first: an AK/SK signature covers it.
+    // Who is calling, from the headers alone: nothing is read from a caller without a
+    // credential. A signature covers the body, so it is checked in full once the body is in.
+    let presented = match route.op {
+        Op::OpenApi => Some(Presented::Token(Scope::All)),
+        _ => shared.auth.presented(req.headers()),
+    };
+    let Some(presented) = presented else {
+        return (Err(ApiError::unauthorized(route.api)), req.body().is_end_stream());
+    };
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, shared.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(ApiError::too_large(route.api, shared.max_body_bytes))
+    let read = Limited::new(body, shared.max_body_bytes).collect();
+    let body = match tokio::time::timeout(shared.body_timeout, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Err(_) => return (Err(ApiError::timeout(route.api, shared.body_timeout)), false),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return (Err(ApiError::too_large(route.api, shared.max_body_bytes)), false)
         }
-        Err(_) => {
-            return Err(ApiError::invalid(route.api, model::Problem::Malformed, "", "the body could not be read"))
+        Ok(Err(_)) => {
+            let e = ApiError::invalid(route.api, model::Problem::Malformed, "", "the body could not be read");
+            return (Err(e), false);
         }
     };
-    let scope = if route.op == Op::OpenApi {
-        Scope::All
-    } else {
-        let query = parts.uri.query().unwrap_or("");
-        let signed = Signed { method: parts.method.as_str(), path: parts.uri.path(), query, body: &body };
-        shared.auth.check(&parts.headers, signed).ok_or_else(|| ApiError::unauthorized(route.api))?
+    let scope = match presented {
+        Presented::Token(scope) => scope,
+        Presented::Signature => {
+            let query = parts.uri.query().unwrap_or("");
+            let signed = Signed { method: parts.method.as_str(), path: parts.uri.path(), query, body: &body };
+            match shared.auth.check_signature(&parts.headers, signed) {
+                Some(scope) => scope,
+                None => return (Err(ApiError::unauthorized(route.api)), true),
+            }
+        }
     };
     let project = params.get("project_id");
     if !project.is_empty() && !scope.allows(project) {
-        return Err(ApiError::forbidden(route.api));
+        return (Err(ApiError::forbidden(route.api)), true);
     }
     let ctx =
         Ctx { control: Arc::clone(&shared.control), request_id: request_id.to_string(), scope, params, api: route.api };
-    isolated(route.api, request_id, dispatch(route.op, ctx, body)).await
+    (isolated(route.api, request_id, dispatch(route.op, ctx, body)).await, true)
 }
 
 /// Runs a handler in its own task, so that a panic in it becomes a bare 500 (the cause in the

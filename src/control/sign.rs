@@ -80,6 +80,33 @@ pub fn verify(
     now_unix: i64,
     max_skew_s: i64,
 ) -> Result<(), SignError> {
+    let (auth, date) = checked_headers(headers, ak, now_unix, max_skew_s)?;
+    let payload_hash = payload_hash(headers, body)?;
+    let canonical = canonical_request(method, path, query, headers, &auth.signed_headers, &payload_hash)?;
+    let expected = hmac_sha256(sk.as_bytes(), string_to_sign(date, &canonical).as_bytes())?;
+    if bool::from(expected.as_slice().ct_eq(auth.signature.as_slice())) {
+        Ok(())
+    } else {
+        Err(SignError::BadSignature)
+    }
+}
+
+/// What can be checked before the body arrives: a well-formed `SDK-HMAC-SHA256` header for
+/// the configured access key and a signed `X-Sdk-Date` within `max_skew_s` of `now_unix`. The
+/// control API reads a body only for requests that pass this (and then [`verify`]s the whole
+/// signature), so that a caller without the access key cannot make it buffer one.
+pub fn precheck(headers: &HeaderMap, ak: &str, now_unix: i64, max_skew_s: i64) -> Result<(), SignError> {
+    checked_headers(headers, ak, now_unix, max_skew_s).map(drop)
+}
+
+/// The parsed `Authorization` and the signing date, once the key, the date's presence among
+/// the signed headers and the clock skew are checked.
+fn checked_headers<'h>(
+    headers: &'h HeaderMap,
+    ak: &str,
+    now_unix: i64,
+    max_skew_s: i64,
+) -> Result<(Authorization<'h>, &'h str), SignError> {
     let auth = Authorization::from_headers(headers)?;
     if !bool::from(auth.access.as_bytes().ct_eq(ak.as_bytes())) {
         return Err(SignError::UnknownAccessKey);
@@ -93,14 +120,7 @@ pub fn verify(
     if skew_s.saturating_abs() > max_skew_s {
         return Err(SignError::ClockSkew { skew_s });
     }
-    let payload_hash = payload_hash(headers, body)?;
-    let canonical = canonical_request(method, path, query, headers, &auth.signed_headers, &payload_hash)?;
-    let expected = hmac_sha256(sk.as_bytes(), string_to_sign(date, &canonical).as_bytes())?;
-    if bool::from(expected.as_slice().ct_eq(auth.signature.as_slice())) {
-        Ok(())
-    } else {
-        Err(SignError::BadSignature)
-    }
+    Ok((auth, date))
 }
 
 /// The `Authorization` value the SDK would send for this request: every header in `headers`
