@@ -5,7 +5,8 @@
 //! family's shape. Raw loopback sockets, each wait bounded.
 
 use lbsim::control::auth::{Auth, Token};
-use lbsim::control::{Limits, ServeConfig, Server};
+use lbsim::control::{Limits, Quotas, ServeConfig, Server};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,9 +17,39 @@ const TOKEN: &str = "limits-token";
 const BOUND: Duration = Duration::from_secs(10);
 
 async fn start(limits: Limits) -> Server {
-    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), Auth { tokens: vec![Token::parse(TOKEN).unwrap()], aksk: None });
+    start_with(limits, Quotas::default()).await
+}
+
+async fn start_with(limits: Limits, quotas: Quotas) -> Server {
+    let mut cfg = ServeConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Auth { tokens: vec![Token::parse(TOKEN).unwrap()], aksk: None },
+    );
     cfg.limits = limits;
+    cfg.quotas = quotas;
     Server::start(cfg).await.expect("server")
+}
+
+/// One JSON exchange on a fresh connection: status and body.
+async fn call(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let text = if body.is_null() { String::new() } else { body.to_string() };
+    let mut s = connect(addr).await;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: lbsim\r\nX-Auth-Token: {TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (resp, _) = read_to_close(&mut s).await;
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn channel(name: &str, hosts: &[&str]) -> Value {
+    let members: Vec<Value> = hosts.iter().map(|h| json!({"host": h})).collect();
+    json!({"name": name, "port": 8080, "balance_strategy": 1, "member_type": "ip",
+        "instance_ids": ["eea73cde015940908ae0117d67bf7330"], "members": members})
 }
 
 /// Reads until the server closes the connection or `BOUND` passes; the text read and whether
@@ -129,7 +160,10 @@ async fn a_body_that_stalls_gets_408_and_the_connection_closes() {
     s.write_all(head.as_bytes()).await.unwrap();
     let (text, closed) = read_to_close(&mut s).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
-    assert!(text.contains("\"error_code\":\"APIG.2011\"") && text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.contains("\"error_code\":\"APIG.2011\"") && text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     assert!(closed);
     server.shutdown().await;
 }
@@ -151,7 +185,10 @@ async fn connections_over_the_limit_get_503_and_the_limit_holds() {
         let (text, closed) = read_to_close(&mut s).await;
         assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
         let lower = text.to_ascii_lowercase();
-        assert!(text.contains(code) && lower.contains("retry-after: 1") && lower.contains("connection: close"), "{text}");
+        assert!(
+            text.contains(code) && lower.contains("retry-after: 1") && lower.contains("connection: close"),
+            "{text}"
+        );
         assert!(closed);
     }
     // Connections far over the limit are closed at once, without an answer.
@@ -177,5 +214,46 @@ async fn connections_over_the_limit_get_503_and_the_limit_holds() {
         assert!(tokio::time::Instant::now() < deadline, "still refused: {text:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_refuse_what_one_project_may_not_create_and_spare_the_others() {
+    let server = start_with(Limits::default(), Quotas { channels: 2, members: 3, project_members: 5 }).await;
+    let addr = server.addr();
+    let mut ids = Vec::new();
+    for name in ["quota_one", "quota_two"] {
+        let (s, v) = call(addr, "POST", "/v2/p1/apic/vpc-channels", &channel(name, &["10.0.0.1", "10.0.0.2"])).await;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["project_vpc_channels"][0]["id"].as_str().unwrap().to_string());
+    }
+    let (s, v) = call(addr, "POST", "/v2/p1/apic/vpc-channels", &channel("quota_three", &["10.0.0.1"])).await;
+    assert_eq!((s, v["error_code"].as_str()), (403, Some("APIG.3109")), "{v}");
+    // Another project is not starved by the first one's use.
+    let (s, v) = call(addr, "POST", "/v2/p2/apic/vpc-channels", &channel("quota_one", &["10.0.0.1"])).await;
+    assert_eq!(s, 201, "{v}");
+    let members =
+        |i: usize| format!("/v2/p1/apic/instances/eea73cde015940908ae0117d67bf7330/vpc-channels/{}/members", ids[i]);
+    let body = |hosts: &[&str]| json!({"members": hosts.iter().map(|h| json!({"host": h})).collect::<Vec<_>>()});
+    // Per channel: 2 + 2 > 3.
+    let (s, v) = call(addr, "POST", &members(0), &body(&["10.0.1.1", "10.0.1.2"])).await;
+    assert_eq!((s, v["error_code"].as_str()), (403, Some("APIG.3110")), "{v}");
+    let (s, v) = call(addr, "POST", &members(0), &body(&["10.0.1.1"])).await;
+    assert_eq!(s, 201, "{v}");
+    // Per project: 3 + 2 + 1 > 5.
+    let (s, v) = call(addr, "POST", &members(1), &body(&["10.0.1.1"])).await;
+    assert_eq!((s, v["error_code"].as_str()), (403, Some("APIG.3110")), "{v}");
+    // Updating members that exist adds none: allowed at the limit.
+    let (s, v) = call(addr, "POST", &members(0), &json!({"members": [{"host": "10.0.0.1", "weight": 5}]})).await;
+    assert_eq!((s, v["members"][0]["weight"].as_i64()), (201, Some(5)), "{v}");
+    // A new channel's members count as well.
+    let (s, v) = call(
+        addr,
+        "POST",
+        "/v2/p3/apic/vpc-channels",
+        &channel("quota_big", &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]),
+    )
+    .await;
+    assert_eq!((s, v["error_code"].as_str()), (403, Some("APIG.3110")), "{v}");
     server.shutdown().await;
 }

@@ -110,3 +110,91 @@ fn a_kill_during_writes_loses_no_acknowledged_change() {
     second.wait().expect("reaped");
     let _ = std::fs::remove_file(&state);
 }
+
+/// Runs `lbsim serve --state PATH` until it exits by itself (at most 30 s, then it is killed
+/// and the test fails): exit code and stderr.
+fn serve_to_exit(state: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbsim"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN, "--log-level", "warn", "--state"])
+        .arg(state)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("lbsim serve starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lbsim serve kept running on {}", state.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), reader.join().expect("stderr reader"))
+}
+
+/// A state file that is not whole (truncated, or with bytes changed) stops the server with exit
+/// 2 and a message that names the file and says how to start afresh, never a panic; an empty
+/// file (as `mktemp` makes) starts an empty state, with a warning.
+#[test]
+fn a_damaged_state_file_exits_2_and_an_empty_one_starts_fresh() {
+    let state = temp_state();
+    let (mut first, addr) = serve(&state);
+    let body = r#"{"name": "kept", "port": 8080, "balance_strategy": 1, "member_type": "ip",
+        "instance_ids": ["eea73cde015940908ae0117d67bf7330"], "members": [{"host": "127.0.0.1", "port": 19999}]}"#;
+    assert_eq!(http(addr, "POST", "/v2/p1/apic/vpc-channels", body).expect("answer").0, 201);
+    first.kill().expect("stop");
+    first.wait().expect("reaped");
+    let good = std::fs::read(&state).expect("state file");
+    let truncated = state.with_extension("truncated");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let flipped = state.with_extension("flipped");
+    let mut bytes = good.clone();
+    for i in (16..bytes.len()).step_by(97) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&flipped, &bytes).unwrap();
+    for damaged in [&truncated, &flipped] {
+        let (code, stderr) = serve_to_exit(damaged);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("state file {} is damaged", damaged.display())), "{stderr}");
+        assert!(stderr.contains("move it aside"), "{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    }
+    let empty = state.with_extension("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbsim"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN, "--log-level", "warn", "--state"])
+        .arg(&empty)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("lbsim serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut warned = false;
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("serve printed its address").expect("stderr line");
+        warned |= line.contains("was empty; starting with an empty state");
+        if let Some(rest) = line.split("API on http://").nth(1) {
+            break rest.split_whitespace().next().expect("address").parse().expect("socket address");
+        }
+    };
+    assert!(warned, "no warning about the empty state file");
+    let (status, listed) =
+        http(addr, "GET", "/v2/p1/apic/instances/eea73cde015940908ae0117d67bf7330/vpc-channels", "").expect("answer");
+    assert_eq!(status, 200, "{listed}");
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+    for f in [&state, &truncated, &flipped, &empty] {
+        let _ = std::fs::remove_file(f);
+    }
+}

@@ -4,7 +4,7 @@ use super::live::{logging, runtime};
 use super::{load, Failure};
 use crate::control::auth::{Auth, KeyPair, Scope, Token};
 use crate::control::dataplane::Env;
-use crate::control::{Limits, ServeConfig, Server};
+use crate::control::{Limits, Quotas, ServeConfig, ServeError, Server};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +47,16 @@ pub(super) struct ServeArgs {
     /// Connections served at once; as many again are answered 503, more are closed at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// VPC channels one project may have (ROMA Connect's documented quota: 200).
+    #[arg(long, default_value_t = 200)]
+    quota_channels: usize,
+    /// Members one VPC channel may have.
+    #[arg(long, default_value_t = 200)]
+    quota_members: usize,
+    /// Members all of one project's VPC channels may have together (each simulated member is a
+    /// loopback listener: this bounds the descriptors one project can take).
+    #[arg(long, default_value_t = 1000)]
+    quota_project_members: usize,
     /// Seconds an SDRS job (create, failover, delete) takes.
     #[arg(long, default_value_t = 1.0)]
     job_duration: f64,
@@ -102,6 +112,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
         .map(|t| Token::parse(t))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::Input(format!("--token: {e}")))?;
+    for (i, t) in tokens.iter().enumerate() {
+        if let Scope::Project(p) = &t.scope {
+            eprintln!("lbsim serve: token {} may touch project `{p}` only (write `\\@` for an `@` of a secret)", i + 1);
+        }
+    }
     let project = tokens
         .iter()
         .find_map(|t| match &t.scope {
@@ -113,6 +128,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     let mut cfg = ServeConfig::new(args.listen, Auth { tokens, aksk });
     cfg.state = args.state.clone();
     cfg.limits = limits;
+    cfg.quotas = Quotas {
+        channels: args.quota_channels,
+        members: args.quota_members,
+        project_members: args.quota_project_members,
+    };
     cfg.job_duration = Duration::from_secs_f64(args.job_duration);
     if let Some(sc) = &scenario {
         cfg.env = Env {
@@ -127,7 +147,14 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     logging(&args.log_level);
     runtime(args.workers)?.block_on(async move {
-        let server = Server::start(cfg).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+        let server = Server::start(cfg).await.map_err(|e| match e {
+            ServeError::Damaged(_) => Failure::Input(e.to_string()),
+            e => Failure::Runtime(e.to_string()),
+        })?;
+        if server.started_on_empty_state() {
+            let path = args.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            eprintln!("lbsim serve: warning: state file {path} was empty; starting with an empty state in it");
+        }
         eprintln!("lbsim serve: API on http://{} (OpenAPI at /openapi.json)", server.addr());
         // A state file that already holds channels wins over the scenario's.
         let restored = server.channel_count().await;

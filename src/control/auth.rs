@@ -27,13 +27,25 @@ impl Scope {
             Scope::Project(p) => p == project,
         }
     }
+}
 
-    /// The project a scoped caller's project-less resources (GA endpoint groups) belong to.
-    pub fn project(&self) -> Option<&str> {
-        match self {
-            Scope::All => None,
-            Scope::Project(p) => Some(p),
-        }
+/// The domain of GA's global resources for a caller that names none (an all-projects token or
+/// an AK/SK signature without `X-Domain-Id`): one fixed id, shaped like the cloud's.
+pub const DEFAULT_DOMAIN: &str = "0b11a5b1b0e54c9fa5d0c0a1e7f1a0d0";
+
+/// The header GA's SDK sends with a global (domain) credential.
+pub const DOMAIN_HEADER: &str = "x-domain-id";
+
+/// The domain a request acts in, for global resources (GA endpoint groups): `X-Domain-Id` when
+/// an all-projects caller sends one, else [`DEFAULT_DOMAIN`]; a `T@PROJECT` token's domain is its
+/// project, and naming another domain is refused (`None`: 403).
+pub fn domain(headers: &HeaderMap, scope: &Scope) -> Option<String> {
+    let named = headers.get(DOMAIN_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).filter(|d| !d.is_empty());
+    match (scope, named) {
+        (Scope::All, Some(d)) => Some(d.to_string()),
+        (Scope::All, None) => Some(DEFAULT_DOMAIN.to_string()),
+        (Scope::Project(p), Some(d)) if d != p => None,
+        (Scope::Project(p), _) => Some(p.clone()),
     }
 }
 
@@ -45,17 +57,37 @@ pub struct Token {
 }
 
 impl Token {
-    /// `T` (every project) or `T@PROJECT`.
+    /// `T` (every project) or `T@PROJECT`. An `@` that belongs to the secret is written `\@`
+    /// (and a `\` as `\\`); a token with more than one unescaped `@` is refused as ambiguous.
     pub fn parse(s: &str) -> Result<Token, String> {
-        let (secret, scope) = match s.rsplit_once('@') {
-            Some((t, p)) if !p.is_empty() => (t, Scope::Project(p.to_string())),
-            Some(_) => return Err(format!("token `{s}`: empty project after `@`")),
-            None => (s, Scope::All),
-        };
+        let mut secret = String::new();
+        let mut project: Option<String> = None;
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e @ ('@' | '\\')) => project.as_mut().unwrap_or(&mut secret).push(e),
+                    _ => return Err(format!("token `{s}`: `\\` must be followed by `@` or `\\`")),
+                },
+                '@' if project.is_none() => project = Some(String::new()),
+                '@' => {
+                    return Err(format!(
+                        "token `{s}` has more than one `@`: `T@PROJECT` limits T to one project; \
+                         write `\\@` for an `@` that is part of the secret"
+                    ))
+                }
+                c => project.as_mut().unwrap_or(&mut secret).push(c),
+            }
+        }
         if secret.is_empty() {
             return Err("empty token".into());
         }
-        Ok(Token { secret: secret.to_string(), scope })
+        let scope = match project {
+            Some(p) if p.is_empty() => return Err(format!("token `{s}`: empty project after `@`")),
+            Some(p) => Scope::Project(p),
+            None => Scope::All,
+        };
+        Ok(Token { secret, scope })
     }
 }
 
@@ -197,5 +229,22 @@ mod tests {
         assert_eq!(auth.check(&HeaderMap::new(), req), None);
         assert!(Scope::Project("p".into()).allows("p") && !Scope::Project("p".into()).allows("q"));
         assert!(Token::parse("x@").is_err() && Token::parse("").is_err());
+    }
+
+    /// `p@ss` is the secret `p` for project `ss` (and `serve` says so at start); an `@` of the
+    /// secret is escaped; two unescaped `@` are refused rather than guessed.
+    #[test]
+    fn an_at_sign_in_a_secret_is_escaped_and_ambiguity_refused() {
+        let t = Token::parse("p@ss").unwrap();
+        assert_eq!((t.secret.as_str(), t.scope), ("p", Scope::Project("ss".into())));
+        let t = Token::parse(r"p\@ss").unwrap();
+        assert_eq!((t.secret.as_str(), t.scope), ("p@ss", Scope::All));
+        let t = Token::parse(r"p\@ss@proj1").unwrap();
+        assert_eq!((t.secret.as_str(), t.scope), ("p@ss", Scope::Project("proj1".into())));
+        let t = Token::parse(r"a\\b").unwrap();
+        assert_eq!(t.secret, r"a\b");
+        let e = Token::parse("p@ss@proj1").unwrap_err();
+        assert!(e.contains("more than one `@`") && e.contains(r"\@"), "{e}");
+        assert!(Token::parse(r"bad\x").is_err());
     }
 }

@@ -89,6 +89,23 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, api, Problem::Invalid.code(api), message)
     }
 
+    /// 403: the change would exceed a project's quota (ROMA's own codes: `APIG.3109` for
+    /// channels, `APIG.3110` for members).
+    pub fn quota(api: Api, quota: super::quota::Quota, message: String) -> ApiError {
+        let code = match (api, quota) {
+            (Api::Roma, super::quota::Quota::Channels) => "APIG.3109",
+            (Api::Roma, super::quota::Quota::Members) => "APIG.3110",
+            _ => Problem::Invalid.code(api),
+        };
+        ApiError::new(StatusCode::FORBIDDEN, api, code, message)
+    }
+
+    /// 415: the body is declared as something other than JSON.
+    pub fn unsupported_media_type(api: Api, content_type: &str) -> ApiError {
+        let message = format!("The request body must be application/json, got Content-Type {content_type}");
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, api, Problem::Malformed.code(api), message)
+    }
+
     /// 408: the body did not arrive in time. ZStack has a code of its own for timeouts.
     pub fn timeout(api: Api, limit: std::time::Duration) -> ApiError {
         let code = if api == Api::Zstack { "SYS.1001" } else { Problem::Invalid.code(api) };

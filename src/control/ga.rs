@@ -1,6 +1,8 @@
 //! Global Accelerator (seed 003): endpoint groups, and the add-endpoint call that puts a VPC
 //! channel into one (`{"endpoint": {"resource_id", "resource_type": "VPC_CHANNEL", "weight"}}`).
-//! Answers carry GA's `request_id`.
+//! Answers carry GA's `request_id`. Every group belongs to the domain its creator acted in
+//! (`auth::domain`: `X-Domain-Id`, a scoped token's project, or the default domain); another
+//! domain's groups are not listed and answer 404.
 
 use super::errors::ApiError;
 use super::ids::now_utc;
@@ -37,7 +39,7 @@ fn detail(g: &EndpointGroupRecord) -> Value {
         "listeners": g.group.listeners,
         "created_at": g.created_at,
         "updated_at": g.updated_at,
-        "domain_id": g.project_id.clone().unwrap_or_default(),
+        "domain_id": g.domain_id,
         "frozen_info": {"status": 0, "effect": 1, "scene": []},
     })
 }
@@ -55,18 +57,19 @@ fn endpoint_detail(reg: &Registry, g: &EndpointGroupRecord, e: &Endpoint) -> Val
         "health_state": if healthy { "HEALTHY" } else { "UNHEALTHY" },
         "created_at": e.created_at,
         "updated_at": e.created_at,
-        "domain_id": g.project_id.clone().unwrap_or_default(),
+        "domain_id": g.domain_id,
         "frozen_info": {"status": 0, "effect": 1, "scene": []},
     })
 }
 
 fn find<'r>(ctx: &Ctx, reg: &'r Registry) -> Result<&'r EndpointGroupRecord, ApiError> {
     let id = ctx.params.get("endpoint_group_id");
-    let g = reg.endpoint_groups.get(id).ok_or_else(|| ApiError::not_found(Api::Ga, "endpoint group", id))?;
-    if let Some(p) = &g.project_id {
-        ctx.allow(p)?;
-    }
-    Ok(g)
+    // Another domain's group does not exist for this caller (404, as for an unknown id: its
+    // existence is not revealed).
+    reg.endpoint_groups
+        .get(id)
+        .filter(|g| g.domain_id == ctx.domain)
+        .ok_or_else(|| ApiError::not_found(Api::Ga, "endpoint group", id))
 }
 
 pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
@@ -74,7 +77,7 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
     let now = now_utc();
     let rec = EndpointGroupRecord {
         id: ctx.control.ids.uuid(),
-        project_id: ctx.scope.project().map(str::to_string),
+        domain_id: ctx.domain.clone(),
         group: body.endpoint_group,
         created_at: now.clone(),
         updated_at: now,
@@ -89,12 +92,7 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
 
 pub async fn list(ctx: &Ctx) -> Handled {
     let reg = ctx.registry().await;
-    let groups: Vec<Value> = reg
-        .endpoint_groups
-        .values()
-        .filter(|g| g.project_id.as_deref().is_none_or(|p| ctx.scope.allows(p)))
-        .map(detail)
-        .collect();
+    let groups: Vec<Value> = reg.endpoint_groups.values().filter(|g| g.domain_id == ctx.domain).map(detail).collect();
     let count = groups.len();
     Reply::json(
         StatusCode::OK,

@@ -2,6 +2,7 @@
 //! (its `port` is served on an ephemeral loopback port), where each member's traffic goes, and
 //! fault injection into the loopback backends that play simulated members.
 
+use super::dataplane::ChannelRuntime;
 use super::errors::ApiError;
 use super::state::{ChannelRecord, Registry};
 use super::{plain_body, Ctx, Handled, Reply};
@@ -45,7 +46,7 @@ impl FaultBody {
 }
 
 fn view(reg: &Registry, rec: &ChannelRecord) -> Value {
-    let rt = reg.runtimes.get(&rec.id);
+    let rt = reg.runtimes.get(&rec.id).map(|r| &**r);
     let members: Vec<Value> = rec
         .channel
         .members
@@ -70,6 +71,7 @@ fn view(reg: &Registry, rec: &ChannelRecord) -> Value {
         "port": rec.channel.port,
         "listen": addr.map(|a| a.to_string()),
         "local_port": addr.map(|a| a.port()),
+        "settled": rt.is_some_and(|r| r.is_settled()),
         "members": members,
     })
 }
@@ -103,12 +105,33 @@ pub async fn channel(ctx: &Ctx) -> Handled {
     Reply::json(StatusCode::OK, view(&reg, find(ctx, &reg)?))
 }
 
+/// The path's channel runtime and member, once every change made so far has reached the data
+/// plane (a member added a moment ago has its backend).
+async fn settled_member(ctx: &Ctx) -> Result<(std::sync::Arc<ChannelRuntime>, MemberId), ApiError> {
+    let (rt, id) = {
+        let reg = ctx.registry().await;
+        let rec = find(ctx, &reg)?;
+        let id = member(ctx, rec)?;
+        let rt = reg.runtimes.get(&rec.id).cloned().ok_or_else(|| {
+            ApiError::conflict(Api::Scenario, format!("The VPC channel is still being created; retry;id:{}", rec.id))
+        })?;
+        (rt, id)
+    };
+    rt.settled().await;
+    Ok((rt, id))
+}
+
+fn not_simulated(id: MemberId) -> ApiError {
+    ApiError::conflict(
+        Api::Scenario,
+        format!("The member is served by its own address, not by a loopback backend;member:{id}"),
+    )
+}
+
 pub async fn inject(ctx: &Ctx, body: &[u8]) -> Handled {
     let body: FaultBody = plain_body(Api::Scenario, body)?;
     body.validate().into_result().map_err(|e| ApiError::validation(Api::Scenario, e))?;
-    let reg = ctx.registry().await;
-    let rec = find(ctx, &reg)?;
-    let id = member(ctx, rec)?;
+    let (rt, id) = settled_member(ctx).await?;
     let fault = FaultSpec {
         member: Some(id.to_string()),
         az: None,
@@ -119,24 +142,16 @@ pub async fn inject(ctx: &Ctx, body: &[u8]) -> Handled {
         rate: body.rate,
         period_s: None,
     };
-    if !reg.runtimes.get(&rec.id).is_some_and(|rt| rt.inject(id, &fault)) {
-        return Err(ApiError::conflict(
-            Api::Scenario,
-            format!("The member is served by its own address, not by a loopback backend;member:{id}"),
-        ));
+    if !rt.inject(id, &fault) {
+        return Err(not_simulated(id));
     }
     Reply::json(StatusCode::CREATED, json!({"member": id.to_string(), "fault": body.kind.as_str()}))
 }
 
 pub async fn clear(ctx: &Ctx) -> Handled {
-    let reg = ctx.registry().await;
-    let rec = find(ctx, &reg)?;
-    let id = member(ctx, rec)?;
-    if !reg.runtimes.get(&rec.id).is_some_and(|rt| rt.clear_faults(id)) {
-        return Err(ApiError::conflict(
-            Api::Scenario,
-            format!("The member is served by its own address, not by a loopback backend;member:{id}"),
-        ));
+    let (rt, id) = settled_member(ctx).await?;
+    if !rt.clear_faults(id) {
+        return Err(not_simulated(id));
     }
     Reply::no_content()
 }

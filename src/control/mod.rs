@@ -19,6 +19,7 @@ pub mod errors;
 mod ga;
 pub mod ids;
 mod lbsim;
+pub mod quota;
 mod sdrs;
 mod server;
 pub mod sign;
@@ -28,6 +29,7 @@ mod vpc_channels;
 mod zstack;
 
 pub use self::conn::Limits;
+pub use self::quota::Quotas;
 pub use self::server::{Handler, ServeConfig, ServeError, Server};
 
 use self::auth::Scope;
@@ -232,6 +234,8 @@ pub struct Ctx {
     pub control: Arc<Control>,
     pub request_id: String,
     pub scope: Scope,
+    /// The domain the request acts in, for GA's global resources (`auth::domain`).
+    pub domain: String,
     pub params: Params,
     pub api: Api,
 }

@@ -5,11 +5,12 @@
 //! failover completes, its source AZ's members take none (see `Registry::effective_channel`).
 //! Errors answer in SDRS's `{"badrequest" | "itemNotFound" | "error": {"code", "message"}}`.
 
+use super::dataplane::ChannelRuntime;
 use super::errors::ApiError;
 use super::ids::now_utc;
-use super::state::{Control, Job, PgStatus, ProtectionGroupRecord, Registry, JOB, PROTECTION_GROUP};
+use super::state::{self, put, Control, Job, PgStatus, ProtectionGroupRecord, Registry, JOB, PROTECTION_GROUP};
 use super::{plain_body, seed_body, Ctx, Handled, Reply};
-use crate::model::{Api, Problem, ProtectionGroupBody};
+use crate::model::{Api, Problem, ProtectionGroupBody, VpcChannel};
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -49,17 +50,19 @@ fn find<'r>(ctx: &Ctx, reg: &'r Registry) -> Result<&'r ProtectionGroupRecord, A
         .ok_or_else(|| ApiError::not_found(Api::Sdrs, "protection group", id))
 }
 
-/// Registers a RUNNING job (stored with the group's new state before it is acknowledged) and
-/// runs `finish` on the registry after the job's duration; the project's channels then take the
-/// new AZ overlay, and the outcome is stored.
+/// Registers a RUNNING job for the protection group `pg` (in its new state), storing both in
+/// one transaction before the change is acknowledged, and runs `finish` on the registry after
+/// the job's duration; the project's channels then take the new AZ overlay, and the group and
+/// the job's outcome are stored, again in one transaction.
 async fn start_job(
     ctx: &Ctx,
     reg: &mut Registry,
     job_type: &str,
-    pg_id: &str,
+    pg: ProtectionGroupRecord,
     finish: impl FnOnce(&mut Registry) + Send + 'static,
 ) -> Result<String, ApiError> {
     let project = ctx.params.get("project_id").to_string();
+    let pg_id = pg.id.clone();
     let job = Job {
         job_id: ctx.control.ids.hex32(),
         project_id: project.clone(),
@@ -67,49 +70,63 @@ async fn start_job(
         status: "RUNNING".into(),
         begin_time: now_utc(),
         end_time: None,
-        server_group_id: pg_id.into(),
+        server_group_id: pg_id.clone(),
     };
     let job_id = job.job_id.clone();
-    if let Some(pg) = reg.protection_groups.get(pg_id) {
-        ctx.save(PROTECTION_GROUP, pg_id, pg).await?;
-    }
-    ctx.save(JOB, &job_id, &job).await?;
+    let writes = [put(PROTECTION_GROUP, &pg_id, &pg), put(JOB, &job_id, &job)];
+    let writes = writes.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| ctx.internal(&e))?;
+    ctx.control.commit(writes).await.map_err(|e| ctx.internal(&e))?;
+    reg.protection_groups.insert(pg_id.clone(), pg);
     reg.jobs.insert(job_id.clone(), job);
     let control = Arc::clone(&ctx.control);
-    let (id, pg_id) = (job_id.clone(), pg_id.to_string());
+    let id = job_id.clone();
     tokio::spawn(async move {
         tokio::time::sleep(control.job_duration).await;
-        let mut reg = control.registry.lock().await;
-        finish(&mut reg);
-        let ok = reapply(&control, &mut reg, &project).await;
-        let stored = match reg.protection_groups.get(&pg_id) {
-            Some(pg) => control.save(PROTECTION_GROUP, &pg_id, pg).await,
-            None => control.forget(PROTECTION_GROUP, &pg_id).await,
+        let changes = {
+            let mut reg = control.registry.lock().await;
+            finish(&mut reg);
+            replan(&control, &reg, &project)
         };
-        if let Some(j) = reg.jobs.get_mut(&id) {
-            j.status = if ok { "SUCCESS" } else { "FAIL" }.into();
-            j.end_time = Some(now_utc());
-            let j = j.clone();
-            if let Err(e) = stored.and(control.save(JOB, &id, &j).await) {
-                tracing::error!(job = %id, error = %e, "storing a job's outcome");
-            }
+        let ok = apply_all(changes).await;
+        let mut reg = control.registry.lock().await;
+        let Some(j) = reg.jobs.get_mut(&id) else { return };
+        j.status = if ok { "SUCCESS" } else { "FAIL" }.into();
+        j.end_time = Some(now_utc());
+        let job = put(JOB, &id, &*j);
+        let group = match reg.protection_groups.get(&pg_id) {
+            Some(pg) => put(PROTECTION_GROUP, &pg_id, pg),
+            None => Ok(state::delete(PROTECTION_GROUP, &pg_id)),
+        };
+        let stored = match (group, job) {
+            (Ok(g), Ok(j)) => control.commit(vec![g, j]).await,
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::error!(job = %id, error = %e, "storing a job's outcome");
         }
     });
     Ok(job_id)
 }
 
-/// Gives every channel of `project` its configuration under the protection groups now.
-async fn reapply(control: &Control, reg: &mut Registry, project: &str) -> bool {
-    let ids: Vec<String> = reg.channels_of(project).map(|c| c.id.clone()).collect();
+/// The changes that give every channel of `project` its configuration under the protection
+/// groups now, planned while the registry is held; apply them after letting it go.
+fn replan(control: &Control, reg: &Registry, project: &str) -> Vec<(Arc<ChannelRuntime>, u64, VpcChannel)> {
+    let overlay = reg.overlay(project);
+    reg.channels_of(project)
+        .filter_map(|rec| {
+            let rt = reg.runtimes.get(&rec.id)?;
+            Some((Arc::clone(rt), rt.plan(), overlay.apply(&rec.channel, &control.env)))
+        })
+        .collect()
+}
+
+/// Applies planned changes; false if one failed.
+async fn apply_all(changes: Vec<(Arc<ChannelRuntime>, u64, VpcChannel)>) -> bool {
     let mut ok = true;
-    for id in ids {
-        let Some(rec) = reg.channels.get(&id) else { continue };
-        let effective = reg.effective_channel(rec, &control.env);
-        if let Some(rt) = reg.runtimes.get_mut(&id) {
-            if let Err(e) = rt.apply(&effective).await {
-                tracing::error!(channel = %id, error = %e, "protection group change");
-                ok = false;
-            }
+    for (rt, generation, effective) in changes {
+        if let Err(e) = rt.apply(generation, &effective).await {
+            tracing::error!(error = %e, "protection group change");
+            ok = false;
         }
     }
     ok
@@ -126,14 +143,17 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
         created_at: now.clone(),
         updated_at: now,
     };
-    let id = pg.id.clone();
+    let pg_id = pg.id.clone();
     let mut reg = ctx.registry().await;
-    reg.protection_groups.insert(id.clone(), pg);
-    let pg_id = id.clone();
     let job_id =
-        start_job(ctx, &mut reg, "createServerGroup", &id, move |reg| set_status(reg, &pg_id, PgStatus::Available))
+        start_job(ctx, &mut reg, "createServerGroup", pg, move |reg| set_status(reg, &pg_id, PgStatus::Available))
             .await?;
     Reply::json(StatusCode::OK, json!({ "job_id": job_id }))
+}
+
+/// A copy of `pg` in a new state.
+fn with_status(pg: &ProtectionGroupRecord, status: PgStatus) -> ProtectionGroupRecord {
+    ProtectionGroupRecord { status, updated_at: now_utc(), ..pg.clone() }
 }
 
 fn set_status(reg: &mut Registry, id: &str, status: PgStatus) {
@@ -157,10 +177,9 @@ pub async fn show(ctx: &Ctx) -> Handled {
 
 pub async fn delete(ctx: &Ctx) -> Handled {
     let mut reg = ctx.registry().await;
-    let id = find(ctx, &reg)?.id.clone();
-    set_status(&mut reg, &id, PgStatus::Deleting);
-    let pg_id = id.clone();
-    let job_id = start_job(ctx, &mut reg, "deleteServerGroup", &id, move |reg| {
+    let pg = with_status(find(ctx, &reg)?, PgStatus::Deleting);
+    let pg_id = pg.id.clone();
+    let job_id = start_job(ctx, &mut reg, "deleteServerGroup", pg, move |reg| {
         reg.protection_groups.remove(&pg_id);
     })
     .await?;
@@ -186,11 +205,10 @@ pub async fn action(ctx: &Ctx, body: &[u8]) -> Handled {
             format!("The protection group is {}, not available;id:{}", pg.status.as_str(), pg.id),
         ));
     }
-    let id = pg.id.clone();
-    set_status(&mut reg, &id, PgStatus::FailingOver);
-    let pg_id = id.clone();
+    let pg = with_status(pg, PgStatus::FailingOver);
+    let pg_id = pg.id.clone();
     let job_id =
-        start_job(ctx, &mut reg, "failoverServerGroup", &id, move |reg| set_status(reg, &pg_id, PgStatus::FailedOver))
+        start_job(ctx, &mut reg, "failoverServerGroup", pg, move |reg| set_status(reg, &pg_id, PgStatus::FailedOver))
             .await?;
     Reply::json(StatusCode::OK, json!({ "job_id": job_id }))
 }

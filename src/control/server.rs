@@ -6,6 +6,7 @@ use super::auth::{Auth, Presented, Scope, Signed};
 use super::conn::{self, Activity, Admission, Gate, Limits};
 use super::dataplane::{self, Env};
 use super::errors::ApiError;
+use super::quota::Quotas;
 use super::state::{self, Control, Registry};
 use super::{api_of_path, dispatch, ids, match_template, store, vpc_channels, Ctx, Handled, Op, Reply, ROUTES};
 use crate::model;
@@ -33,6 +34,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Timeouts and the connection limit.
     pub limits: Limits,
+    /// What one project may create.
+    pub quotas: Quotas,
     /// How long an SDRS job takes to complete.
     pub job_duration: Duration,
     /// The durable store's file (`--state`): every acknowledged change is in it, and the server
@@ -48,6 +51,7 @@ impl ServeConfig {
             env: Env::default(),
             max_body_bytes: 1 << 20,
             limits: Limits::default(),
+            quotas: Quotas::default(),
             job_duration: Duration::from_secs(1),
             state: None,
         }
@@ -57,6 +61,9 @@ impl ServeConfig {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The state file cannot be read as a state: exit 2, with how to start afresh.
+    #[error(transparent)]
+    Damaged(store::StoreError),
     #[error("listening on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
@@ -81,7 +88,16 @@ struct Shared {
 impl Handler {
     /// A handler over an empty registry, with no state file: what the fuzz target drives.
     pub fn new(auth: Auth, env: Env) -> Handler {
-        Handler::over(Registry::default(), None, Arc::new(env), auth, 1 << 20, Limits::default(), Duration::ZERO)
+        let quotas = Quotas::unlimited();
+        Handler::over(
+            Registry::default(),
+            None,
+            Arc::new(env),
+            auth,
+            1 << 20,
+            (Limits::default(), quotas),
+            Duration::ZERO,
+        )
     }
 
     fn over(
@@ -90,7 +106,7 @@ impl Handler {
         env: Arc<Env>,
         auth: Auth,
         max_body_bytes: usize,
-        limits: Limits,
+        (limits, quotas): (Limits, Quotas),
         job_duration: Duration,
     ) -> Handler {
         let control = Arc::new(Control {
@@ -99,6 +115,7 @@ impl Handler {
             env,
             job_duration,
             store,
+            quotas,
         });
         Handler { inner: Arc::new(Shared { control, auth, max_body_bytes, body_timeout: limits.body_timeout }) }
     }
@@ -177,6 +194,8 @@ fn allowed_methods(path: &str) -> String {
 /// A running control API.
 pub struct Server {
     addr: SocketAddr,
+    /// The state file was empty and a new state was started in it.
+    fresh_state: bool,
     handler: Handler,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -191,9 +210,14 @@ impl Server {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a loopback address");
             return Err(listen_error(e));
         }
+        let mut fresh = false;
         let (store, mut registry) = match &cfg.state {
             Some(path) => {
-                let store = store::Store::open(path).map_err(state::PersistError::from)?;
+                let (store, opened) = store::Store::open_checked(path).map_err(|e| match e {
+                    e @ store::StoreError::Damaged { .. } => ServeError::Damaged(e),
+                    e => ServeError::State(e.into()),
+                })?;
+                fresh = opened == store::Opened::Fresh;
                 let records = store.load_all().map_err(state::PersistError::from)?;
                 (Some(Arc::new(store)), Registry::restore(records)?)
             }
@@ -207,20 +231,32 @@ impl Server {
             let rt = dataplane::ChannelRuntime::start(&effective, Arc::clone(&env))
                 .await
                 .map_err(|source| ServeError::Channel { id: id.clone(), source })?;
-            registry.runtimes.insert(id, rt);
+            registry.runtimes.insert(id, Arc::new(rt));
         }
         let listener = TcpListener::bind(cfg.listen).await.map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
-        let handler =
-            Handler::over(registry, store, env, cfg.auth, cfg.max_body_bytes, cfg.limits, cfg.job_duration);
+        let handler = Handler::over(
+            registry,
+            store,
+            env,
+            cfg.auth,
+            cfg.max_body_bytes,
+            (cfg.limits, cfg.quotas),
+            cfg.job_duration,
+        );
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, handler.clone(), cfg.limits, stopped));
         tracing::info!(%addr, "control API listening");
-        Ok(Server { addr, handler, stop: Some(stop), task })
+        Ok(Server { addr, handler, stop: Some(stop), task, fresh_state: fresh })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether `--state` named an empty file (as `mktemp` makes), in which a new state started.
+    pub fn started_on_empty_state(&self) -> bool {
+        self.fresh_state
     }
 
     /// How many channels exist (restored from the state file, or created since).
@@ -228,10 +264,16 @@ impl Server {
         self.handler.inner.control.registry.lock().await.channels.len()
     }
 
+    /// Write transactions the state file has committed since the server started (`None`
+    /// without `--state`).
+    pub fn state_commits(&self) -> Option<u64> {
+        self.handler.inner.control.store.as_ref().map(|s| s.commits())
+    }
+
     /// Creates channels from a scenario's channel bodies in `project` (as the create call would).
     pub async fn load_channels(&self, project: &str, channels: &[model::VpcChannel]) -> Result<(), ApiError> {
         for ch in channels {
-            vpc_channels::create_channels(&self.handler.inner.control, project, ch).await?;
+            vpc_channels::create_channels(&self.handler.inner.control, project, ch, false).await?;
         }
         Ok(())
     }
@@ -332,6 +374,9 @@ where
     let Some(presented) = presented else {
         return (Err(ApiError::unauthorized(route.api)), req.body().is_end_stream());
     };
+    if let Some(e) = unsupported_media_type(route.api, req.headers()) {
+        return (Err(e), req.body().is_end_stream());
+    }
     let (parts, body) = req.into_parts();
     let read = Limited::new(body, shared.max_body_bytes).collect();
     let body = match tokio::time::timeout(shared.body_timeout, read).await {
@@ -360,9 +405,24 @@ where
     if !project.is_empty() && !scope.allows(project) {
         return (Err(ApiError::forbidden(route.api)), true);
     }
-    let ctx =
-        Ctx { control: Arc::clone(&shared.control), request_id: request_id.to_string(), scope, params, api: route.api };
+    let Some(domain) = super::auth::domain(&parts.headers, &scope) else {
+        return (Err(ApiError::forbidden(route.api)), true);
+    };
+    let control = Arc::clone(&shared.control);
+    let ctx = Ctx { control, request_id: request_id.to_string(), scope, domain, params, api: route.api };
     (isolated(route.api, request_id, dispatch(route.op, ctx, body)).await, true)
+}
+
+/// 415 for a body declared as anything but JSON (`application/json`, or a `+json` type,
+/// parameters such as `charset` allowed). A request without `Content-Type` is read as JSON, as
+/// the cloud's SDKs always send one and curl users often do not.
+fn unsupported_media_type(api: model::Api, headers: &hyper::HeaderMap) -> Option<ApiError> {
+    let value = headers.get(CONTENT_TYPE)?;
+    let essence = value.to_str().ok().and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
+    match essence {
+        Some(t) if t == "application/json" || (t.starts_with("application/") && t.ends_with("+json")) => None,
+        _ => Some(ApiError::unsupported_media_type(api, &String::from_utf8_lossy(value.as_bytes()))),
+    }
 }
 
 /// Runs a handler in its own task, so that a panic in it becomes a bare 500 (the cause in the
@@ -407,6 +467,90 @@ mod tests {
         // A path no route has is a 404, with no Allow.
         let resp = h.handle(request("TRACE", "/v1/nothing/here/at/all")).await;
         assert_eq!((resp.status(), resp.headers().get(ALLOW)), (StatusCode::NOT_FOUND, None));
+    }
+
+    fn with_body(method: &str, path: &str, body: serde_json::Value) -> hyper::Request<Full<Bytes>> {
+        hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", "t")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    }
+
+    /// The name check and the rename it allows are one step: requests queued behind the
+    /// registry (a rename, a create of the same name, another rename) cannot both pass the check
+    /// before either applies. With the check and the change in two steps, the create ran between
+    /// the first rename's check and its change, and two channels had the name.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rename_and_a_create_of_one_name_cannot_both_succeed() {
+        let h = handler();
+        let channel = |name: &str| {
+            serde_json::json!({"name": name, "port": 8080, "balance_strategy": 1, "member_type": "ip",
+                "instance_ids": ["i1"], "members": [{"host": "10.1.0.1"}]})
+        };
+        let mut paths = Vec::new();
+        for name in ["first_one", "second_one"] {
+            let resp = h.handle(with_body("POST", "/v2/p1/apic/vpc-channels", channel(name))).await;
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            let id = v["project_vpc_channels"][0]["id"].as_str().expect("id").to_string();
+            paths.push(format!("/v2/p1/apic/instances/i1/vpc-channels/{id}"));
+        }
+        let held = h.inner.control.registry.lock().await;
+        let mut answers = Vec::new();
+        for (method, path) in
+            [("PUT", paths[0].as_str()), ("POST", "/v2/p1/apic/vpc-channels"), ("PUT", paths[1].as_str())]
+        {
+            let (h, req) = (h.clone(), with_body(method, path, channel("same_name")));
+            answers.push(tokio::spawn(async move { h.handle(req).await.status() }));
+            // Let it reach the registry's queue before the next one (the queue is first come,
+            // first served).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(held);
+        let mut statuses = Vec::new();
+        for a in answers {
+            statuses.push(tokio::time::timeout(Duration::from_secs(10), a).await.expect("in time").expect("task"));
+        }
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT, StatusCode::CONFLICT]);
+        let reg = h.inner.control.registry.lock().await;
+        assert_eq!(reg.channels.values().filter(|c| c.channel.name == "same_name").count(), 1);
+        drop(reg);
+        h.shutdown().await;
+    }
+
+    /// A channel whose data plane is busy applying a change (here: held) neither delays the
+    /// answer to a change of its own nor anything of another project; the change reaches the
+    /// data plane once it is free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_data_plane_holds_up_no_one() {
+        let h = handler();
+        let limit = Duration::from_secs(5);
+        let channel = |name: &str| {
+            serde_json::json!({"name": name, "port": 8080, "balance_strategy": 1, "member_type": "ip",
+                "instance_ids": ["i1"], "members": [{"host": "10.1.0.1"}]})
+        };
+        let resp = h.handle(with_body("POST", "/v2/p1/apic/vpc-channels", channel("busy_one"))).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let rt = h.inner.control.registry.lock().await.runtimes.values().next().cloned().expect("runtime");
+        let held = rt.hold_apply().await;
+        let members = serde_json::json!({"members": [{"host": "10.1.0.2"}]});
+        let path = "/v2/p1/apic/instances/i1/vpc-channels/ID/members"
+            .replace("ID", h.inner.control.registry.lock().await.channels.keys().next().expect("channel"));
+        let resp = tokio::time::timeout(limit, h.handle(with_body("POST", &path, members))).await;
+        assert_eq!(resp.expect("answered while the data plane is busy").status(), StatusCode::CREATED);
+        let other =
+            tokio::time::timeout(limit, h.handle(with_body("POST", "/v2/p2/apic/vpc-channels", channel("other"))));
+        assert_eq!(other.await.expect("another project is not held up").status(), StatusCode::CREATED);
+        let list = tokio::time::timeout(limit, h.handle(request("GET", "/v2/p1/apic/instances/i1/vpc-channels")));
+        assert_eq!(list.await.expect("reads are not held up").status(), StatusCode::OK);
+        assert!(!rt.is_settled());
+        drop(held);
+        tokio::time::timeout(limit, rt.settled()).await.expect("the change applies once the data plane is free");
+        assert!(rt.has_backend(crate::MemberId::parse("10.1.0.2:8080").expect("id")));
+        h.shutdown().await;
     }
 
     #[tokio::test]

@@ -7,11 +7,13 @@
 
 use super::dataplane::{ChannelRuntime, Env};
 use super::ids::{now_utc, IdGen};
-use super::store::{Store, StoreError};
+use super::quota::Quotas;
+use super::store::{Store, StoreError, Write};
+use crate::balancer::MemberId;
 use crate::model::{EndpointGroup, ProtectionGroup, VpcChannel};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Record kinds in the store.
@@ -59,6 +61,21 @@ pub struct ChannelRecord {
     /// By member identity (`host:port`).
     pub members: BTreeMap<String, Stamp>,
     pub health_id: String,
+    /// Where each member is in `channel.members`, built when first needed; `None` after a change
+    /// that moved members (never stored).
+    #[serde(skip)]
+    pub positions: Option<HashMap<MemberId, usize>>,
+}
+
+impl ChannelRecord {
+    /// The position of a member in `channel.members`, in O(1) once the index is built.
+    pub fn position(&mut self, id: MemberId) -> Option<usize> {
+        let ch = &self.channel;
+        let index = self
+            .positions
+            .get_or_insert_with(|| ch.members.iter().enumerate().map(|(i, m)| (MemberId::of(ch, m), i)).collect());
+        index.get(&id).copied()
+    }
 }
 
 /// A GA endpoint: a channel in an endpoint group.
@@ -74,12 +91,20 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointGroupRecord {
     pub id: String,
-    /// The creator's project when its token was scoped; a scoped token sees only its own.
-    pub project_id: Option<String>,
+    /// The owner: the domain the creating request was scoped to (see `auth::domain`); every
+    /// operation on the group checks it. A state file written before owners existed has a
+    /// `project_id` here (a scoped token's project, which is that token's domain) or `null`
+    /// (the default domain).
+    #[serde(alias = "project_id", deserialize_with = "owner_or_default")]
+    pub domain_id: String,
     pub group: EndpointGroup,
     pub created_at: String,
     pub updated_at: String,
     pub endpoints: Vec<Endpoint>,
+}
+
+fn owner_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(|| super::auth::DEFAULT_DOMAIN.to_string()))
 }
 
 /// Where a protection group stands.
@@ -128,11 +153,34 @@ pub struct Job {
     pub server_group_id: String,
 }
 
+/// Under a protection group of its project, a channel's members in the standing-by AZ take no
+/// traffic (status 2): the target AZ until a failover completes, the source AZ after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    off_azs: Vec<String>,
+}
+
+impl Overlay {
+    pub fn apply(&self, channel: &VpcChannel, env: &Env) -> VpcChannel {
+        let mut ch = channel.clone();
+        if self.off_azs.is_empty() {
+            return ch;
+        }
+        let ids = crate::sim::scenario::member_ids(&ch);
+        for (m, id) in ch.members.iter_mut().zip(&ids) {
+            if env.az(*id).is_some_and(|az| self.off_azs.iter().any(|off| off == az)) {
+                m.status = Some(2);
+            }
+        }
+        ch
+    }
+}
+
 /// Everything the API created.
 #[derive(Default)]
 pub struct Registry {
     pub channels: BTreeMap<String, ChannelRecord>,
-    pub runtimes: BTreeMap<String, ChannelRuntime>,
+    pub runtimes: BTreeMap<String, Arc<ChannelRuntime>>,
     pub endpoint_groups: BTreeMap<String, EndpointGroupRecord>,
     pub protection_groups: BTreeMap<String, ProtectionGroupRecord>,
     pub jobs: BTreeMap<String, Job>,
@@ -149,6 +197,18 @@ pub struct Control {
     pub job_duration: std::time::Duration,
     /// The durable store (`--state`); `None`: memory only.
     pub store: Option<Arc<Store>>,
+    /// What one project may create.
+    pub quotas: Quotas,
+}
+
+/// A record to store, as a [`Write`].
+pub fn put<T: Serialize>(kind: &'static str, id: &str, value: &T) -> Result<Write, PersistError> {
+    Ok(Write::Put { kind, id: id.to_string(), value: serde_json::to_value(value)? })
+}
+
+/// A record to remove, as a [`Write`].
+pub fn delete(kind: &'static str, id: &str) -> Write {
+    Write::Delete { kind, id: id.to_string() }
 }
 
 impl Control {
@@ -158,6 +218,13 @@ impl Control {
         let (value, id) = (serde_json::to_value(value)?, id.to_string());
         let put = tokio::task::spawn_blocking(move || store.put(kind, &id, &value));
         Ok(put.await.map_err(|e| PersistError::Task(e.to_string()))??)
+    }
+
+    /// Makes every write durable in one transaction (at once without a store).
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<(), PersistError> {
+        let Some(store) = self.store.clone() else { return Ok(()) };
+        let commit = tokio::task::spawn_blocking(move || store.commit(&writes));
+        Ok(commit.await.map_err(|e| PersistError::Task(e.to_string()))??)
     }
 
     /// Removes a record durably.
@@ -200,25 +267,24 @@ impl Registry {
         Ok(reg)
     }
 
-    /// The channel as its balancer should see it: under a protection group of its project,
-    /// members of the standing-by AZ take no traffic (status 2): the target AZ until a failover
-    /// completes, the source AZ after it.
+    /// The channel as its balancer should see it (see [`Overlay`]).
     pub fn effective_channel(&self, rec: &ChannelRecord, env: &Env) -> VpcChannel {
-        let mut ch = rec.channel.clone();
-        let ids = crate::sim::scenario::member_ids(&ch);
-        for pg in self.protection_groups.values().filter(|p| p.project_id == rec.project_id) {
-            let off_az = match pg.status {
-                PgStatus::FailedOver => &pg.group.source_availability_zone,
-                PgStatus::Creating | PgStatus::Deleting => continue,
-                _ => &pg.group.target_availability_zone,
-            };
-            for (m, id) in ch.members.iter_mut().zip(&ids) {
-                if env.az(*id) == Some(off_az.as_str()) {
-                    m.status = Some(2);
-                }
-            }
-        }
-        ch
+        self.overlay(&rec.project_id).apply(&rec.channel, env)
+    }
+
+    /// What the protection groups of `project` do to its channels now.
+    pub fn overlay(&self, project: &str) -> Overlay {
+        let off_azs = self
+            .protection_groups
+            .values()
+            .filter(|p| p.project_id == project)
+            .filter_map(|pg| match pg.status {
+                PgStatus::FailedOver => Some(pg.group.source_availability_zone.clone()),
+                PgStatus::Creating | PgStatus::Deleting => None,
+                _ => Some(pg.group.target_availability_zone.clone()),
+            })
+            .collect();
+        Overlay { off_azs }
     }
 
     /// Channels of a project (optionally one instance), in id order.

@@ -6,7 +6,8 @@
 use super::dataplane::{ChannelRuntime, DataPlaneError};
 use super::errors::ApiError;
 use super::ids::now_utc;
-use super::state::{ChannelRecord, Control, Registry, Stamp, CHANNEL, ENDPOINT_GROUP};
+use super::state::{self, put, ChannelRecord, Control, Registry, Stamp, CHANNEL, ENDPOINT_GROUP};
+use super::store::Write;
 use super::{plain_body, seed_body, Ctx, Handled, Reply};
 use crate::balancer::MemberId;
 use crate::model::{Api, MemberGroupsBody, MemberInfo, Validate, VpcChannel};
@@ -14,7 +15,8 @@ use crate::sim::scenario::{member_ids, upsert_member_groups};
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// `{"members": [...]}`: ROMA's "add or update backend instances" body.
 #[derive(Debug, Deserialize)]
@@ -36,62 +38,118 @@ fn data_plane_error(ctx: Option<&Ctx>, e: DataPlaneError) -> ApiError {
     }
 }
 
+/// 409: the name is taken by another channel of the project.
+fn name_taken(name: &str) -> ApiError {
+    ApiError::conflict(Api::Roma, format!("The VPC channel name already exists in the project;name:{name}"))
+}
+
 /// Creates one channel per instance id of `body` in `project` (the seed's answer lists them).
-pub async fn create_channels(control: &Control, project: &str, body: &VpcChannel) -> Result<Vec<Value>, ApiError> {
-    let mut reg = control.registry.lock().await;
-    if reg.channels_of(project).any(|c| c.channel.name == body.name) {
-        return Err(ApiError::conflict(
-            Api::Roma,
-            format!("The VPC channel name already exists in the project;name:{}", body.name),
-        ));
-    }
+/// The name is checked and the records are reserved under one hold of the registry; the data
+/// planes start after it is let go (starting thousands of members' backends holds up no one),
+/// and the records are stored in one transaction before the answer. `quotas`: whether the
+/// project's quotas apply (not to the operator's own `--scenario` channels).
+pub async fn create_channels(
+    control: &Control,
+    project: &str,
+    body: &VpcChannel,
+    quotas: bool,
+) -> Result<Vec<Value>, ApiError> {
     let now = now_utc();
-    let mut out = Vec::new();
-    for instance in &body.instance_ids {
-        let mut channel = body.clone();
-        channel.instance_ids = vec![instance.clone()];
-        channel.member_groups = channel.effective_member_groups().into_iter().cloned().collect();
-        let mut rec = ChannelRecord {
-            id: control.ids.hex32(),
-            project_id: project.to_string(),
-            instance_id: instance.clone(),
-            create_time: now.clone(),
-            channel,
-            groups: BTreeMap::new(),
-            members: BTreeMap::new(),
-            health_id: control.ids.hex32(),
-        };
-        restamp(&mut rec, control, &now, &[]);
-        let effective = reg.effective_channel(&rec, &control.env);
-        let rt = ChannelRuntime::start(&effective, control.env.clone()).await.map_err(|e| data_plane_error(None, e))?;
-        if let Err(e) = control.save(CHANNEL, &rec.id, &rec).await {
-            tracing::error!(error = %e, "storing a new channel");
-            tokio::spawn(rt.shutdown());
-            return Err(ApiError::internal(Api::Roma));
+    let mut recs = Vec::new();
+    {
+        let mut reg = control.registry.lock().await;
+        if reg.channels_of(project).any(|c| c.channel.name == body.name) {
+            return Err(name_taken(&body.name));
         }
-        out.push(info(&rec, Some(&rt)));
-        reg.runtimes.insert(rec.id.clone(), rt);
-        reg.channels.insert(rec.id.clone(), rec);
+        if quotas {
+            let copies = body.instance_ids.len();
+            control.quotas.check_channels(Api::Roma, &reg, project, copies)?;
+            control.quotas.check_members(Api::Roma, &reg, project, 0, (body.members.len(), copies))?;
+        }
+        for instance in &body.instance_ids {
+            let mut channel = body.clone();
+            channel.instance_ids = vec![instance.clone()];
+            channel.member_groups = channel.effective_member_groups().into_iter().cloned().collect();
+            let mut rec = ChannelRecord {
+                id: control.ids.hex32(),
+                project_id: project.to_string(),
+                instance_id: instance.clone(),
+                create_time: now.clone(),
+                channel,
+                groups: BTreeMap::new(),
+                members: BTreeMap::new(),
+                health_id: control.ids.hex32(),
+                positions: None,
+            };
+            restamp(&mut rec, control, &now, &[]);
+            reg.channels.insert(rec.id.clone(), rec.clone());
+            recs.push((rec, reg.overlay(project)));
+        }
+    }
+    let mut started = Vec::new();
+    let mut failure = None;
+    for (rec, overlay) in &recs {
+        match ChannelRuntime::start(&overlay.apply(&rec.channel, &control.env), control.env.clone()).await {
+            Ok(rt) => started.push(Arc::new(rt)),
+            Err(e) => {
+                failure = Some(data_plane_error(None, e));
+                break;
+            }
+        }
+    }
+    let writes: Result<Vec<Write>, _> = recs.iter().map(|(rec, _)| put(CHANNEL, &rec.id, rec)).collect();
+    let stored = match (&failure, writes) {
+        (None, Ok(writes)) => control.commit(writes).await.map_err(|e| {
+            tracing::error!(error = %e, "storing new channels");
+            ApiError::internal(Api::Roma)
+        }),
+        (None, Err(e)) => {
+            tracing::error!(error = %e, "storing new channels");
+            Err(ApiError::internal(Api::Roma))
+        }
+        (Some(e), _) => Err(e.clone()),
+    };
+    let mut reg = control.registry.lock().await;
+    if let Err(e) = stored {
+        for (rec, _) in &recs {
+            reg.channels.remove(&rec.id);
+        }
+        for rt in started {
+            tokio::spawn(async move { rt.shutdown().await });
+        }
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    for ((rec, _), rt) in recs.iter().zip(started) {
+        // A channel deleted while its data plane started is not brought back.
+        if reg.channels.contains_key(&rec.id) {
+            out.push(info(rec, Some(rt.as_ref())));
+            reg.runtimes.insert(rec.id.clone(), rt);
+        } else {
+            tokio::spawn(async move { rt.shutdown().await });
+        }
     }
     Ok(out)
 }
 
 pub async fn create(ctx: &Ctx, body: &[u8]) -> Handled {
     let channel: VpcChannel = seed_body(body)?;
-    let created = create_channels(&ctx.control, ctx.params.get("project_id"), &channel).await?;
+    let created = create_channels(&ctx.control, ctx.params.get("project_id"), &channel, true).await?;
     Reply::json(StatusCode::CREATED, json!({ "project_vpc_channels": created }))
 }
 
 /// Gives new groups and members ids, keeps the others', drops the stamps of the removed ones;
-/// `touched` names are updated now.
+/// `touched` names are updated now. O(n log n) in the channel's size.
 fn restamp(rec: &mut ChannelRecord, control: &Control, now: &str, touched: &[String]) {
-    let names: Vec<String> = rec.channel.member_groups.iter().map(|g| g.member_group_name.clone()).collect();
-    let members: Vec<String> = member_ids(&rec.channel).iter().map(MemberId::to_string).collect();
+    let touched: HashSet<&str> = touched.iter().map(String::as_str).collect();
+    let names: HashSet<String> = rec.channel.member_groups.iter().map(|g| g.member_group_name.clone()).collect();
+    let members: HashSet<String> = member_ids(&rec.channel).iter().map(MemberId::to_string).collect();
     for (keys, stamps) in [(names, &mut rec.groups), (members, &mut rec.members)] {
         stamps.retain(|k, _| keys.contains(k));
         for k in keys {
-            let s = stamps.entry(k.clone()).or_insert_with(|| Stamp::new(control.ids.hex32(), now));
-            if touched.contains(&k) {
+            let update = touched.contains(k.as_str());
+            let s = stamps.entry(k).or_insert_with(|| Stamp::new(control.ids.hex32(), now));
+            if update {
                 s.update_time = now.to_string();
             }
         }
@@ -115,22 +173,47 @@ fn find<'r>(ctx: &Ctx, reg: &'r Registry) -> Result<&'r ChannelRecord, ApiError>
     Ok(rec)
 }
 
-/// Applies `change` to the channel of the path: validated, run by the data plane, then stored.
-/// `change` edits the record's channel (reading its stamps if it needs ids) and returns the group
-/// names and member identities to mark updated. Returns the new record.
+/// The running data plane of a channel (409 while it is still starting).
+fn runtime(ctx: &Ctx, reg: &Registry, id: &str) -> Result<Arc<ChannelRuntime>, ApiError> {
+    reg.runtimes
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::conflict(ctx.api, format!("The VPC channel is still being created; retry;id:{id}")))
+}
+
+/// Hands a stored change to the channel's data plane, which applies it after the registry is
+/// let go (in the order of `generation`; see `dataplane`).
+fn apply_later(rt: Arc<ChannelRuntime>, generation: u64, effective: VpcChannel) {
+    tokio::spawn(async move {
+        if let Err(e) = rt.apply(generation, &effective).await {
+            tracing::error!(error = %e, "applying a channel change");
+        }
+    });
+}
+
+/// Applies `change` to the channel of the path: validated, stored, then handed to the data plane,
+/// all under one hold of the registry (so that checks such as a unique name and the change they
+/// allow cannot interleave with another request). `change` edits a copy of the record (reading
+/// the registry for checks, its stamps if it needs ids) and returns the group names and member
+/// identities to mark updated. Returns the new record.
 pub async fn modify(
     ctx: &Ctx,
-    change: impl FnOnce(&mut ChannelRecord) -> Result<Vec<String>, ApiError>,
+    change: impl FnOnce(&Registry, &mut ChannelRecord) -> Result<Vec<String>, ApiError>,
 ) -> Result<ChannelRecord, ApiError> {
     let mut reg = ctx.registry().await;
-    let mut rec = find(ctx, &reg)?.clone();
-    let touched = change(&mut rec)?;
+    let current = find(ctx, &reg)?;
+    let before = current.channel.members.len();
+    let mut rec = current.clone();
+    let touched = change(&reg, &mut rec)?;
     rec.channel.validate().into_result().map_err(|e| ApiError::validation(ctx.api, e))?;
+    let quotas = &ctx.control.quotas;
+    quotas.check_members(ctx.api, &reg, &rec.project_id, before, (rec.channel.members.len(), 1))?;
+    let rt = runtime(ctx, &reg, &rec.id)?;
     restamp(&mut rec, &ctx.control, &now_utc(), &touched);
-    let effective = reg.effective_channel(&rec, &ctx.control.env);
-    let rt = reg.runtimes.get_mut(&rec.id).ok_or_else(|| ctx.internal(&"channel without a data plane"))?;
-    rt.apply(&effective).await.map_err(|e| data_plane_error(Some(ctx), e))?;
+    rec.positions = None;
     ctx.save(CHANNEL, &rec.id, &rec).await?;
+    let effective = reg.effective_channel(&rec, &ctx.control.env);
+    apply_later(rt.clone(), rt.plan(), effective);
     reg.channels.insert(rec.id.clone(), rec.clone());
     Ok(rec)
 }
@@ -138,7 +221,7 @@ pub async fn modify(
 pub async fn show(ctx: &Ctx) -> Handled {
     let reg = ctx.registry().await;
     let rec = find(ctx, &reg)?;
-    Reply::json(StatusCode::OK, info(rec, reg.runtimes.get(&rec.id)))
+    Reply::json(StatusCode::OK, info(rec, reg.runtimes.get(&rec.id).map(|r| &**r)))
 }
 
 pub async fn list(ctx: &Ctx) -> Handled {
@@ -147,25 +230,19 @@ pub async fn list(ctx: &Ctx) -> Handled {
     let items: Vec<Value> = reg
         .channels_of(ctx.params.get("project_id"))
         .filter(|c| c.instance_id == instance)
-        .map(|c| info(c, reg.runtimes.get(&c.id)))
+        .map(|c| info(c, reg.runtimes.get(&c.id).map(|r| &**r)))
         .collect();
     Reply::json(StatusCode::OK, json!({"size": items.len(), "total": items.len(), "vpc_channels": items}))
 }
 
-/// PUT: the whole channel replaced by the body (its instance stays).
+/// PUT: the whole channel replaced by the body (its instance stays). The name is checked
+/// against the project's other channels in the same hold of the registry as the change.
 pub async fn update(ctx: &Ctx, body: &[u8]) -> Handled {
     let mut new: VpcChannel = seed_body(body)?;
-    {
-        let reg = ctx.registry().await;
-        let rec = find(ctx, &reg)?;
+    let rec = modify(ctx, |reg, rec| {
         if reg.channels_of(&rec.project_id).any(|c| c.id != rec.id && c.channel.name == new.name) {
-            return Err(ApiError::conflict(
-                Api::Roma,
-                format!("The VPC channel name already exists in the project;name:{}", new.name),
-            ));
+            return Err(name_taken(&new.name));
         }
-    }
-    let rec = modify(ctx, |rec| {
         let ch = &mut rec.channel;
         new.instance_ids = ch.instance_ids.clone();
         new.member_groups = new.effective_member_groups().into_iter().cloned().collect();
@@ -180,20 +257,28 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Handled {
     })
     .await?;
     let reg = ctx.registry().await;
-    Reply::json(StatusCode::OK, info(&rec, reg.runtimes.get(&rec.id)))
+    Reply::json(StatusCode::OK, info(&rec, reg.runtimes.get(&rec.id).map(|r| &**r)))
 }
 
+/// DELETE: the channel, and its endpoints in every GA endpoint group, in one store transaction.
 pub async fn delete(ctx: &Ctx) -> Handled {
     let mut reg = ctx.registry().await;
     let id = find(ctx, &reg)?.id.clone();
-    ctx.forget(CHANNEL, &id).await?;
-    reg.channels.remove(&id);
-    for g in reg.endpoint_groups.values_mut().filter(|g| g.endpoints.iter().any(|e| e.resource_id == id)) {
+    let mut writes = vec![state::delete(CHANNEL, &id)];
+    let mut groups = Vec::new();
+    for g in reg.endpoint_groups.values().filter(|g| g.endpoints.iter().any(|e| e.resource_id == id)) {
+        let mut g = g.clone();
         g.endpoints.retain(|e| e.resource_id != id);
-        ctx.save(ENDPOINT_GROUP, &g.id, &*g).await?;
+        writes.push(put(ENDPOINT_GROUP, &g.id, &g).map_err(|e| ctx.internal(&e))?);
+        groups.push(g);
+    }
+    ctx.control.commit(writes).await.map_err(|e| ctx.internal(&e))?;
+    reg.channels.remove(&id);
+    for g in groups {
+        reg.endpoint_groups.insert(g.id.clone(), g);
     }
     if let Some(rt) = reg.runtimes.remove(&id) {
-        tokio::spawn(rt.shutdown());
+        tokio::spawn(async move { rt.shutdown().await });
     }
     Reply::no_content()
 }
@@ -202,7 +287,7 @@ pub async fn upsert_groups(ctx: &Ctx, body: &[u8]) -> Handled {
     let body: MemberGroupsBody = seed_body(body)?;
     let names: Vec<String> = body.effective().iter().map(|g| g.member_group_name.clone()).collect();
     let touched = names.clone();
-    let rec = modify(ctx, |rec| {
+    let rec = modify(ctx, |_, rec| {
         upsert_member_groups(&mut rec.channel, &body);
         Ok(touched)
     })
@@ -226,7 +311,7 @@ pub async fn list_groups(ctx: &Ctx) -> Handled {
 
 pub async fn delete_group(ctx: &Ctx) -> Handled {
     let gid = ctx.params.get("member_group_id").to_string();
-    modify(ctx, |rec| {
+    modify(ctx, |_, rec| {
         let name = rec
             .groups
             .iter()
@@ -244,48 +329,65 @@ pub async fn delete_group(ctx: &Ctx) -> Handled {
     Reply::no_content()
 }
 
+/// Adds or updates members by identity (`host:port`). Only the body's members are validated
+/// (against the channel's type and groups) and located (by an index of the channel's members),
+/// so that one member costs the same in a channel of ten members or of fifty thousand; the data
+/// plane follows after the registry is let go.
 pub async fn upsert_members(ctx: &Ctx, body: &[u8]) -> Handled {
     let body: MembersBody = plain_body(Api::Roma, body)?;
-    let mut ids = Vec::new();
-    let rec = modify(ctx, |rec| {
-        let ch = &mut rec.channel;
-        // Validate the body's members on their own first, so that paths name the body's indices.
-        let probe = VpcChannel { members: body.members.clone(), ..ch.clone() };
-        probe.validate().into_result().map_err(|e| ApiError::validation(Api::Roma, e))?;
-        for m in &body.members {
-            let id = MemberId::of(ch, m);
-            match ch.members.iter_mut().find(|x| MemberId::of(&probe, x) == id) {
-                Some(existing) => *existing = m.clone(),
-                None => ch.members.push(m.clone()),
+    let mut reg = ctx.registry().await;
+    let id = find(ctx, &reg)?.id.clone();
+    let rt = runtime(ctx, &reg, &id)?;
+    let Some(rec) = reg.channels.get_mut(&id) else { return Err(ctx.internal(&"channel vanished")) };
+    // Validate the body's members on their own, in the channel's context, so that paths name
+    // the body's indices (the channel's own members are valid already).
+    let kept = std::mem::take(&mut rec.channel.members);
+    let probe = VpcChannel { members: body.members.clone(), ..rec.channel.clone() };
+    rec.channel.members = kept;
+    probe.validate().into_result().map_err(|e| ApiError::validation(Api::Roma, e))?;
+    let ids: Vec<MemberId> = body.members.iter().map(|m| MemberId::of(&probe, m)).collect();
+    let before = rec.channel.members.len();
+    let mut seen = HashSet::new();
+    let unique: Vec<MemberId> = ids.iter().copied().filter(|m| seen.insert(*m)).collect();
+    let added = unique.iter().filter(|m| rec.position(**m).is_none()).count();
+    let project = rec.project_id.clone();
+    ctx.control.quotas.check_members(Api::Roma, &reg, &project, before, (before + added, 1))?;
+    let Some(rec) = reg.channels.get_mut(&id) else { return Err(ctx.internal(&"channel vanished")) };
+    let now = now_utc();
+    for (m, mid) in body.members.iter().zip(&ids) {
+        match rec.position(*mid) {
+            Some(i) => rec.channel.members[i] = m.clone(),
+            None => {
+                rec.channel.members.push(m.clone());
+                let last = rec.channel.members.len() - 1;
+                if let Some(index) = rec.positions.as_mut() {
+                    index.insert(*mid, last);
+                }
             }
-            ids.push(id.to_string());
         }
-        Ok(ids.clone())
-    })
-    .await?;
-    let reg = ctx.registry().await;
-    let rt = reg.runtimes.get(&rec.id);
-    let members: Vec<Value> = rec
-        .channel
-        .members
-        .iter()
-        .filter(|m| ids.contains(&MemberId::of(&rec.channel, m).to_string()))
-        .map(|m| member_info(&rec, m, rt))
-        .collect();
-    Reply::json(StatusCode::CREATED, json!({"size": members.len(), "total": members.len(), "members": members}))
+        let stamp = rec.members.entry(mid.to_string()).or_insert_with(|| Stamp::new(ctx.control.ids.hex32(), &now));
+        stamp.update_time = now.clone();
+    }
+    let positions: Vec<usize> = unique.iter().filter_map(|m| rec.position(*m)).collect();
+    let rec = &reg.channels[&id];
+    ctx.save(CHANNEL, &rec.id, rec).await?;
+    let effective = reg.effective_channel(rec, &ctx.control.env);
+    apply_later(rt.clone(), rt.plan(), effective);
+    let out: Vec<Value> = positions.iter().map(|&i| member_info(rec, &rec.channel.members[i], Some(&rt))).collect();
+    Reply::json(StatusCode::CREATED, json!({"size": out.len(), "total": out.len(), "members": out}))
 }
 
 pub async fn list_members(ctx: &Ctx) -> Handled {
     let reg = ctx.registry().await;
     let rec = find(ctx, &reg)?;
-    let rt = reg.runtimes.get(&rec.id);
+    let rt = reg.runtimes.get(&rec.id).map(|r| &**r);
     let members: Vec<Value> = rec.channel.members.iter().map(|m| member_info(rec, m, rt)).collect();
     Reply::json(StatusCode::OK, json!({"size": members.len(), "total": members.len(), "members": members}))
 }
 
 pub async fn delete_member(ctx: &Ctx) -> Handled {
     let mid = ctx.params.get("member_id").to_string();
-    modify(ctx, |rec| {
+    modify(ctx, |_, rec| {
         let ids = member_ids(&rec.channel);
         let i = ids
             .iter()

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 pub async fn add_backend_servers(ctx: &Ctx, body: &[u8]) -> Handled {
     let body: BackendServersBody = seed_body(body)?;
-    let rec = modify(ctx, |rec| {
+    let rec = modify(ctx, |_, rec| {
         add_to_channel(&mut rec.channel, &body);
         let keys = body.params.servers.iter().chain(&body.params.vm_nics).flat_map(|e| e.keys());
         Ok(keys.map(|k| MemberId::new(k, u16::try_from(rec.channel.port).unwrap_or(0)).to_string()).collect())

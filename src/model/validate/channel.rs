@@ -150,6 +150,8 @@ fn microservice_fields(c: &mut Collector, base: &str, g: &MemberGroup, ctx: Grou
 }
 
 fn members(c: &mut Collector, ch: &VpcChannel) {
+    let groups: std::collections::HashSet<&str> =
+        ch.member_groups.iter().map(|g| g.member_group_name.as_str()).collect();
     let mut identities = Vec::new();
     for (i, m) in ch.members.iter().enumerate() {
         let base = idx("members", i);
@@ -158,7 +160,7 @@ fn members(c: &mut Collector, ch: &VpcChannel) {
         let port_ok = opt_range(c, &at(&base, "port"), m.port, 0, 65535);
         opt_one_of(c, &at(&base, "status"), m.status, &[1, 2]);
         if let Some(name) = m.member_group_name.as_deref().filter(|n| !n.is_empty()) {
-            if !ch.member_groups.iter().any(|g| g.member_group_name == name) {
+            if !groups.contains(name) {
                 c.push(
                     Problem::NotFound,
                     at(&base, "member_group_name"),

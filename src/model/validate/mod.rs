@@ -243,18 +243,23 @@ pub(super) fn opt_one_of(c: &mut Collector, path: &str, v: Option<i64>, allowed:
 
 /// Reports `Conflict` at every entry whose key repeats an earlier entry's key.
 /// `entries` yields `(path, key)`; entries without a usable key are skipped by the caller.
-pub(super) fn no_duplicates<K: PartialEq + std::fmt::Display>(
+/// O(n) expected (a hash map of the keys seen), so that a body of many entries costs no more
+/// than its size.
+pub(super) fn no_duplicates<K: Eq + std::hash::Hash + std::fmt::Display>(
     c: &mut Collector,
     entries: impl IntoIterator<Item = (String, K)>,
     what: &str,
 ) {
-    let mut seen: Vec<(String, K)> = Vec::new();
+    let mut seen: std::collections::HashMap<K, String> = std::collections::HashMap::new();
     for (path, key) in entries {
-        match seen.iter().find(|(_, k)| *k == key) {
-            Some((first, _)) => {
-                c.push(Problem::Conflict, path, format!("duplicate {what} `{key}`, already given at {first}"))
+        match seen.get(&key) {
+            Some(first) => {
+                let msg = format!("duplicate {what} `{key}`, already given at {first}");
+                c.push(Problem::Conflict, path, msg)
             }
-            None => seen.push((path, key)),
+            None => {
+                seen.insert(key, path);
+            }
         }
     }
 }
