@@ -73,15 +73,15 @@ async fn a_name_is_unique_under_concurrent_renames_and_creates() {
             ids.push(v["project_vpc_channels"][0]["id"].as_str().unwrap().to_string());
         }
         let name = format!("same_{trial}");
-        let puts = ids.iter().map(|id| {
-            let path = format!("/v2/p1/apic/instances/{INSTANCE}/vpc-channels/{id}");
+        let api_ref = &api;
+        let put = |i: usize| {
+            let path = format!("/v2/p1/apic/instances/{INSTANCE}/vpc-channels/{}", ids[i]);
             let body = channel(&name);
-            let api = &api;
-            async move { api.call("admin", "PUT", &path, body, &[]).await.0 }
-        });
+            async move { api_ref.call("admin", "PUT", &path, body, &[]).await }
+        };
         let post = api.call("admin", "POST", "/v2/p1/apic/vpc-channels", channel(&name), &[]);
-        let (puts, (post, _)) = tokio::join!(futures_join_all(puts), post);
-        let statuses: Vec<u16> = puts.into_iter().chain([post]).collect();
+        let (a, b, c, d, e) = tokio::join!(put(0), put(1), put(2), put(3), post);
+        let statuses: Vec<u16> = [a, b, c, d, e].iter().map(|r| r.0).collect();
         assert_eq!(statuses.iter().filter(|s| matches!(s, 200 | 201)).count(), 1, "trial {trial}: {statuses:?}");
         assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 4, "trial {trial}: {statuses:?}");
         let (_, list) =
@@ -90,38 +90,6 @@ async fn a_name_is_unique_under_concurrent_renames_and_creates() {
         assert_eq!(named, 1, "trial {trial}");
     }
     api.server.shutdown().await;
-}
-
-/// Runs the futures concurrently and returns their outputs in order (no extra dependency).
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Poll all together by joining pairwise through a select-free loop: each future is driven by
-    // `join` on the whole list.
-    let joined = std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out.len() <= i {
-                out.push(None);
-            }
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    });
-    joined.await;
-    out.into_iter().map(|v| v.expect("ready")).collect()
 }
 
 const GROUP: &str = r#"{"endpoint_group": {"name": "eg", "region_id": "ap-southeast-1", "listeners": [{"id": "1b11747a-b139-492f-9692-2df0b1c87193"}]}}"#;
@@ -178,17 +146,12 @@ async fn endpoint_groups_belong_to_their_domain() {
     api.server.shutdown().await;
 }
 
-fn temp_state(name: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("lbsim-integrity-{name}-{}-{nanos}.redb", std::process::id()))
-}
-
 /// Each API operation is one store transaction, so that a kill at any moment leaves either all
 /// of it or none: a channel delete with the GA endpoints that pointed at it, a multi-instance
 /// create, an SDRS group with its job (and the job's outcome with the group's new state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_api_operation_is_one_store_transaction() {
-    let path = temp_state("txn");
+    let path = crate::support::temp_dir("integrity").join("state.redb");
     let api = Api::start_on(Some(path.clone())).await;
     let commits = || api.server.state_commits().expect("a state file");
     let mut two = channel("two_instances");
