@@ -157,9 +157,8 @@ pub fn from_value_collect<T: DeserializeOwned>(mut value: Value, api: Api) -> (O
                     let parent = parent_path(&path, &field);
                     let removed = match expected_fields(&msg) {
                         Some(known) => remove_unknown(&mut value, &parent, &known),
-                        None => remove_at(&mut value, &parent, &field)
-                            .then(|| vec![join_path(&parent, &field)])
-                            .unwrap_or_default(),
+                        None if remove_at(&mut value, &parent, &field) => vec![join_path(&parent, &field)],
+                        None => Vec::new(),
                     };
                     if removed.is_empty() {
                         let full = join_path(&parent, &field);
