@@ -115,9 +115,10 @@ struct ProxyArgs {
     client_ip_header: Option<String>,
     #[arg(long)]
     seed: Option<u64>,
-    /// Tokio worker threads.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    /// Proxy worker threads, each with its own event loop, listener (`SO_REUSEPORT`) and
+    /// upstream connection pool (as nginx's `worker_processes`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
     /// Client connections the proxy serves at once; connections over it get 503 and are closed.
     #[arg(long, default_value_t = crate::live::proxy::DEFAULT_MAX_CONNECTIONS as u32,
         value_parser = clap::value_parser!(u32).range(1..))]
@@ -365,8 +366,9 @@ mod live {
             seed: args.seed,
             probe_tls,
             max_connections: args.max_connections as usize,
+            workers: usize::from(args.workers),
         };
-        let report = runtime(args.workers)?.block_on(run(&sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))?;
+        let report = runtime(usize::from(args.workers))?.block_on(run(&sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))?;
         if args.duration.is_some() {
             emit_to(args.out.as_deref(), render_run(&report, args.format))?;
         }
@@ -390,6 +392,7 @@ mod live {
             seed,
             probe_tls: None,
             max_connections: crate::live::proxy::DEFAULT_MAX_CONNECTIONS,
+            workers: 2,
         };
         runtime(2)?.block_on(run(sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))
     }

@@ -41,6 +41,8 @@ pub struct LiveOptions {
     pub probe_tls: Option<TlsProbe>,
     /// Client connections the proxy serves at once (`--max-connections`).
     pub max_connections: usize,
+    /// The proxy's worker threads (`--workers`; 0: on the caller's runtime).
+    pub workers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,7 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     let mut cfg = ProxyConfig::new(upstreams);
     cfg.retries = sc.traffic.retries;
     cfg.max_connections = opts.max_connections;
+    cfg.workers = opts.workers;
     cfg.request_timeout = Duration::from_secs_f64(sc.traffic.request_timeout_ms / 1e3);
     cfg.client_ip_header = match &header {
         Some(h) => Some(

@@ -107,6 +107,8 @@ struct Connections {
     rejected: AtomicU64,
     /// Over the limit with no room left even to answer: closed at once.
     dropped: AtomicU64,
+    /// Closed for sending no request head in time, or for idling past the idle timeout.
+    timed_out: AtomicU64,
 }
 
 /// Client-connection figures (see [`ProxyStats::connections`]).
@@ -116,6 +118,7 @@ pub struct ConnectionFigures {
     pub peak: u64,
     pub rejected: u64,
     pub dropped: u64,
+    pub timed_out: u64,
 }
 
 /// One stripe's request-latency histogram.
@@ -306,6 +309,10 @@ impl ProxyStats {
         self.connections.dropped.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn connection_timed_out(&self) {
+        self.connections.timed_out.fetch_add(1, Relaxed);
+    }
+
     /// Client connections served (open now and peak, within the limit), and turned away.
     pub fn connections(&self) -> ConnectionFigures {
         let c = &self.connections;
@@ -314,6 +321,7 @@ impl ProxyStats {
             peak: c.peak.load(Relaxed),
             rejected: c.rejected.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
+            timed_out: c.timed_out.load(Relaxed),
         }
     }
 
