@@ -94,7 +94,8 @@ struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
     /// Drive the scenario's traffic through the proxy for this many seconds, then report. Without
-    /// it, serve until Ctrl-C.
+    /// it, serve until SIGTERM or SIGINT (which drain in-flight requests), reloading the
+    /// scenario's channel on SIGHUP.
     #[arg(long)]
     duration: Option<f64>,
     /// Strategy (default: the channel's balance_strategy).
@@ -126,6 +127,23 @@ struct ProxyArgs {
     /// Log level on stderr: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log lines on stderr: text (no colours unless stderr is a terminal and NO_COLOR is unset)
+    /// or json (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: crate::live::logging::LogFormat,
+    /// Serve Prometheus `/metrics` and `/healthz` on this loopback address.
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
+    /// Seconds a drain (SIGTERM, SIGINT) waits for in-flight requests before exiting.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Seconds a client has to send a complete request head after connecting (or after its next
+    /// request's first byte); silent connections are closed then.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a keep-alive client connection may idle between requests before it is closed.
+    #[arg(long, default_value_t = crate::live::proxy::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
     /// HTTPS checks verify member certificates against this PEM bundle (default: no verification,
     /// as the cloud's checks do).
     #[arg(long)]
@@ -316,10 +334,15 @@ mod live {
             .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))
     }
 
-    pub(super) fn logging(level: &str) {
-        let filter = tracing_subscriber::EnvFilter::try_new(level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    pub(super) use crate::live::logging::init as logging;
+
+    /// A flag's seconds as a duration within (0, max].
+    pub(super) fn seconds(flag: &str, v: f64, max: f64) -> Result<Duration, Failure> {
+        if v > 0.0 && v <= max {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::Input(format!("--{flag} must be within (0, {max}] seconds, got {v}")))
+        }
     }
 
     pub(super) fn proxy(args: ProxyArgs) -> Result<(), Failure> {
@@ -356,7 +379,13 @@ mod live {
             .strategy
             .or_else(|| sc.channels.first().and_then(|c| Strategy::from_code(c.channel.balance_strategy)))
             .unwrap_or(Strategy::Wrr);
-        logging(&args.log_level);
+        let header_read_timeout = seconds("header-timeout", args.header_timeout, 3600.0)?;
+        let idle_timeout = seconds("idle-timeout", args.idle_timeout, 86_400.0)?;
+        let drain_timeout = seconds("drain-timeout", args.drain_timeout, 3600.0)?;
+        if let Some(a) = args.admin.filter(|a| !a.ip().is_loopback()) {
+            return Err(Failure::Input(format!("--admin {a}: the admin server listens on loopback only")));
+        }
+        logging(&args.log_level, args.log_format);
         let opts = LiveOptions {
             strategy,
             listen: args.listen,
@@ -367,8 +396,17 @@ mod live {
             probe_tls,
             max_connections: args.max_connections as usize,
             workers: usize::from(args.workers),
+            header_read_timeout,
+            idle_timeout,
+            ops: crate::live::operate::Operations {
+                admin: args.admin,
+                scenario_path: Some(args.scenario.clone()),
+                drain_timeout,
+            },
         };
-        let report = runtime(usize::from(args.workers))?.block_on(run(&sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))?;
+        let report = runtime(usize::from(args.workers))?
+            .block_on(run(&sc, opts))
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         if args.duration.is_some() {
             emit_to(args.out.as_deref(), render_run(&report, args.format))?;
         }
@@ -382,7 +420,7 @@ mod live {
         duration: f64,
         seed: Option<u64>,
     ) -> Result<Report, Failure> {
-        logging("warn");
+        logging("warn", crate::live::logging::LogFormat::Text);
         let opts = LiveOptions {
             strategy,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -393,6 +431,9 @@ mod live {
             probe_tls: None,
             max_connections: crate::live::proxy::DEFAULT_MAX_CONNECTIONS,
             workers: 2,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: crate::live::proxy::DEFAULT_IDLE_TIMEOUT,
+            ops: Default::default(),
         };
         runtime(2)?.block_on(run(sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))
     }

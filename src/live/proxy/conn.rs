@@ -195,7 +195,11 @@ pub(super) async fn serve(
         None => stats.connection_timed_out(),
         Some(proto) => {
             let activity = Arc::new(Activity::new());
-            let io = TokioIo::new(Watched { io: stream, activity: Arc::clone(&activity), track_reads: proto == Proto::Http1 });
+            let io = TokioIo::new(Watched {
+                io: stream,
+                activity: Arc::clone(&activity),
+                track_reads: proto == Proto::Http1,
+            });
             let svc_activity = Arc::clone(&activity);
             let w = Arc::clone(&worker);
             let svc = hyper::service::service_fn(move |req| {

@@ -2,12 +2,12 @@
 //! headers that go upstream and back (see the module doc of [`super`]).
 
 use super::body::{ResponseBody, Upstream};
-use super::conn::{Activity, Active};
+use super::conn::{Active, Activity};
 use super::pool::{Conn, ConnectError, Pool};
 use super::worker::Worker;
 use crate::balancer::MemberId;
-use crate::health::Outcome;
-use crate::live::stats::{Reason, Tally};
+use crate::health::{HealthState, Outcome};
+use crate::live::stats::{PickTier, Reason, Tally};
 use crate::Request;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -66,7 +66,30 @@ fn client_ip(worker: &Worker, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
 fn passive(worker: &Worker, id: MemberId, ok: bool) {
     let outcome = if ok { Outcome::Success } else { Outcome::Failure };
     let common = &worker.common;
-    let _ = common.lb.health().record_response(id, outcome, common.origin.elapsed());
+    if common.lb.health().record_response(id, outcome, common.origin.elapsed()) == Some(HealthState::Ejected) {
+        common.stats.ejected(id);
+        tracing::warn!(member = %id, "member ejected by outlier detection");
+    }
+}
+
+/// A failed request's log line, within the rate limit.
+fn log_failure(worker: &Worker, reason: Reason, status: StatusCode, method: &Method, path: &str, tried: &[MemberId]) {
+    if let Some(suppressed) = worker.common.failures.allow() {
+        let members: Vec<String> = tried.iter().map(MemberId::to_string).collect();
+        tracing::warn!(
+            reason = reason.as_str(),
+            status = status.as_u16(),
+            %method,
+            path,
+            members = members.join(","),
+            suppressed,
+            "request failed"
+        );
+    }
+}
+
+fn path<'a>(req: &Request<'a>) -> &'a str {
+    req.uri()
 }
 
 /// Why a request is refused before any member sees it, if it is.
@@ -98,7 +121,10 @@ pub(super) async fn handle(
         tally.failed(Reason::BadRequest);
         let mut r = plain(status, why, active);
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"));
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"),
+            );
         }
         return Ok(r);
     }
@@ -135,11 +161,20 @@ pub(super) async fn handle(
             Err(e) => {
                 if tried.is_empty() {
                     tally.failed(Reason::NoMember);
+                    log_failure(
+                        &worker,
+                        Reason::NoMember,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &template.method,
+                        path(&lreq),
+                        &tried,
+                    );
                     return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, format!("no member: {e}\n"), active));
                 }
                 break;
             }
         };
+        common.stats.picked(common.lb.tier().map_or(PickTier::Primary, PickTier::from));
         let id = pick.member().id();
         let retry_ok = |r: Reason| attempt < cfg.retries && (r.retriable() || (r == Reason::Reset && idempotent));
         tally.attempt_started(id);
@@ -154,7 +189,9 @@ pub(super) async fn handle(
             break;
         };
         let upstream = template.request(&body);
-        let outcome = tokio::time::timeout(cfg.request_timeout, exchange(&worker.pool, addr, upstream, cfg.request_timeout)).await;
+        let outcome =
+            tokio::time::timeout(cfg.request_timeout, exchange(&worker.pool, addr, upstream, cfg.request_timeout))
+                .await;
         let reason = match outcome {
             Err(_) => Reason::Timeout,
             Ok(Err(r)) => r,
@@ -172,8 +209,7 @@ pub(super) async fn handle(
                 tracing::trace!(member = %id, status = status.as_u16(), attempt, "proxied");
                 let (mut head, inner) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
-                let body =
-                    Upstream { inner, pick: Some(pick), conn: Some(conn), worker: Arc::clone(&worker) };
+                let body = Upstream { inner, pick: Some(pick), conn: Some(conn), worker: Arc::clone(&worker) };
                 return Ok(hyper::Response::from_parts(head, ResponseBody::upstream(body, active)));
             }
         };
@@ -195,6 +231,7 @@ pub(super) async fn handle(
         Reason::QueueFull | Reason::NoMember => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
+    log_failure(&worker, last, status, &template.method, path(&lreq), &tried);
     Ok(plain(status, format!("upstream failed: {}\n", last.as_str()), active))
 }
 
@@ -299,7 +336,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(CONNECTION, HeaderValue::from_static("x-secret, Keep-Alive"));
         h.append(CONNECTION, HeaderValue::from_static("x-other"));
-        for (k, v) in [("x-secret", "1"), ("x-other", "2"), ("keep-alive", "timeout=5"), ("x-kept", "3"), ("te", "trailers")] {
+        for (k, v) in
+            [("x-secret", "1"), ("x-other", "2"), ("keep-alive", "timeout=5"), ("x-kept", "3"), ("te", "trailers")]
+        {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         strip_hop_by_hop(&mut h);

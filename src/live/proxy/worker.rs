@@ -4,6 +4,7 @@
 
 use super::pool::Pool;
 use super::{conn, ProxyConfig};
+use crate::live::logging::RateLimit;
 use crate::live::stats::ProxyStats;
 use crate::Balancer;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -16,6 +17,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 /// Pending connections per listener (nginx's default backlog is 511).
 const BACKLOG: i32 = 1024;
+/// Failed requests logged per second at most (the rest are counted in the next line).
+const FAILURE_LINES_PER_S: u32 = 10;
 /// How often a worker closes upstream connections idle for longer than the pool keeps them.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -30,6 +33,8 @@ pub(super) struct Common {
     served: Arc<Semaphore>,
     /// Connections over the limit that are still answered 503 before being closed.
     spare: Arc<Semaphore>,
+    /// Log lines of failed requests.
+    pub(super) failures: RateLimit,
 }
 
 impl Common {
@@ -42,6 +47,7 @@ impl Common {
             stats,
             served: Arc::new(Semaphore::new(limit)),
             spare: Arc::new(Semaphore::new(limit)),
+            failures: RateLimit::new(FAILURE_LINES_PER_S),
         })
     }
 }
