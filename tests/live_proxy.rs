@@ -63,6 +63,9 @@ async fn start(sc: &Scenario, retries: u32) -> Live {
     let mut cfg = ProxyConfig::new(backends.addrs().into_iter().collect());
     cfg.retries = retries;
     cfg.request_timeout = Duration::from_secs(2);
+    // Two worker threads of the proxy's own, as `lbsim proxy` runs (the other live tests run
+    // the proxy on the test's runtime).
+    cfg.workers = 2;
     let stats = Arc::new(ProxyStats::new(&members, clock.start, 1.0, 30));
     let proxy = Proxy::start(Arc::clone(&lb), cfg, "127.0.0.1:0".parse().unwrap(), stats).await.expect("proxy");
     Live { lb, proxy, backends, clock }

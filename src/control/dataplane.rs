@@ -107,7 +107,7 @@ impl ChannelRuntime {
     pub async fn start(channel: &VpcChannel, env: Arc<Env>) -> Result<ChannelRuntime, DataPlaneError> {
         let lb = Arc::new(Balancer::builder(channel).options(env.options.clone()).build()?);
         let upstreams = Upstreams::default();
-        let stats = Arc::new(ProxyStats::new(&[], Instant::now(), 1.0, 1));
+        let stats = Arc::new(ProxyStats::new(&member_ids(channel), Instant::now(), 1.0, 1));
         let mut cfg = ProxyConfig::new(HashMap::new());
         cfg.upstreams = upstreams.clone();
         cfg.retries = env.retries;
@@ -177,6 +177,7 @@ impl ChannelRuntime {
         // stops): the balancer no longer picks them, and a request that already did still finds
         // its address.
         self.upstreams.store(self.addrs.clone());
+        self.proxy.stats().add_members(&member_ids(channel));
         self.lb.update(channel)?;
         let keep = member_ids(channel);
         let gone: Vec<MemberId> = self.backends.keys().copied().filter(|id| !keep.contains(id)).collect();
@@ -195,6 +196,11 @@ impl ChannelRuntime {
 
     pub fn balancer(&self) -> &Arc<Balancer> {
         &self.lb
+    }
+
+    /// What the channel's proxy has counted (per member too).
+    pub fn stats(&self) -> &Arc<ProxyStats> {
+        self.proxy.stats()
     }
 
     /// The loopback address the channel's proxy listens on.

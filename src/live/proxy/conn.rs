@@ -280,8 +280,10 @@ where
 {
     tokio::pin!(conn);
     let start = tokio::time::Instant::now() - activity.origin.elapsed();
+    // While a request is in flight there is no deadline: look again this much later. So a
+    // connection is closed at most this long after its deadline.
     let recheck = header.min(idle);
-    let sleep = tokio::time::sleep(header);
+    let sleep = tokio::time::sleep(recheck);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
