@@ -24,9 +24,11 @@
 #   1000 on the client side, upstream side and backends), so no side pays reconnects.
 #
 #   Prints, per strategy: nginx req/s and lbsim req/s (medians of the runs), their ratio
-#   lbsim/nginx, nginx and lbsim p99 latency in ms (medians of the runs' p99s) and the p99 ratio;
-#   writes the same, with every run's req/s, p50, p90, p99, request count and errors, as JSON to
-#   target/proxy_vs_nginx.json. Non-2xx answers and socket errors are reported (a proxy that
+#   lbsim/nginx, nginx and lbsim p99 latency in ms (medians of the runs' p99s) and the p99 ratio,
+#   and each proxy's CPU time per request (user + system time of the process and its children,
+#   from /proc, over the run, divided by its requests; medians) and their ratio; writes the same,
+#   with every run's req/s, p50, p90, p99, request count, CPU per request and errors, and the load
+#   average before and after, as JSON to target/proxy_vs_nginx.json. Non-2xx answers and socket errors are reported (a proxy that
 #   answers 502 fast must not look fast).
 #
 # Usage (from the repository root)
@@ -34,6 +36,7 @@
 #   DURATION=30 RUNS=5 W=4 benches/proxy_vs_nginx.sh
 #   PROXIES=nginx DURATION=3 RUNS=1 benches/proxy_vs_nginx.sh     # nginx only (no lbsim build)
 #   STRATEGIES="wrr uri" benches/proxy_vs_nginx.sh
+#   LBSIM=/path/to/lbsim W=1 benches/proxy_vs_nginx.sh            # a given binary, no build
 #
 #   Environment (defaults):
 #     PROXIES="nginx lbsim"      proxies to measure (nginx, lbsim; either or both)
