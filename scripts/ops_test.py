@@ -230,12 +230,15 @@ def drain(lbsim, workdir):
     in_flight = total(m, "lbsim_member_in_flight")
     check(in_flight > 0, f"requests in flight before SIGTERM ({in_flight})")
     p.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.1)
-    try:
-        socket.create_connection(("127.0.0.1", p.port), timeout=1).close()
-        refused = False
-    except OSError:
-        refused = True
+    # The listeners close as the drain starts (within moments; bounded here by 3 s on a busy
+    # machine), long before the requests in flight end.
+    refused, deadline = False, time.time() + 3
+    while not refused and time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", p.port), timeout=1).close()
+            time.sleep(0.05)
+        except OSError:
+            refused = True
     check(refused, "new connections are refused once draining")
     for t in threads:
         t.join(20)
