@@ -1,4 +1,4 @@
-//! The balancer's selection semantics (DESIGN §3) observed through the public API.
+//! The balancer's selection semantics (architecture.md §3) observed through the public API.
 
 mod common;
 
@@ -213,7 +213,7 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// DESIGN §3's tolerance: 5% relative, or four binomial standard deviations where wider.
+/// architecture.md §3's tolerance: 5% relative, or four binomial standard deviations where wider.
 fn assert_share(count: u32, n: u32, p: f64, what: &str) {
     let expected = p * f64::from(n);
     let tol = (0.05 * expected).max(4.0 * (f64::from(n) * p * (1.0 - p)).sqrt());

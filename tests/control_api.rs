@@ -1,6 +1,6 @@
 #![cfg(feature = "live")]
-//! `lbsim serve`'s control API in process, on loopback: each seed's example request gets the
-//! seed's status and the shape of its example response; every error class; token scopes; the
+//! `lbsim serve`'s control API in process, on loopback: each cloud API's example request gets
+//! the API's status and the shape of its example response; every error class; token scopes; the
 //! data plane follows the API (traffic through a channel's port, fault injection seen by the
 //! health checks, SDRS failover moving traffic between AZs, members added and removed under
 //! load without a failed request). Every wait is bounded.
@@ -83,7 +83,7 @@ const VARYING: [&str; 11] = [
 ];
 
 /// Every key of `want` is in `got` with a value of the same JSON type, recursively (arrays: the
-/// first element); scalars are equal (strings ignoring case: the seeds echo `"protocol": "http"`
+/// first element); scalars are equal (strings ignoring case: the APIs echo `"protocol": "http"`
 /// as sent) unless their key is in [`VARYING`].
 fn assert_shape(want: &Value, got: &Value, path: &str) {
     match (want, got) {
@@ -353,7 +353,7 @@ async fn error_classes() {
     api.server.shutdown().await;
 }
 
-// One thread: smooth WRR's exact sequence is per thread (per-stripe cursors, DESIGN §8), and on
+// One thread: smooth WRR's exact sequence is per thread (per-stripe cursors, architecture.md §8), and on
 // two workers a loaded machine spreads the proxy's requests over both (1 run in 8 under load
 // gave 7:1 instead of 6:2).
 #[tokio::test(flavor = "current_thread")]

@@ -1,8 +1,8 @@
 #![cfg(feature = "live")]
 //! The OpenAPI document (openapi/lbsim.json) against the implementation: every route the router
-//! serves is in the document with its method and vice versa; the seeds' example requests and
-//! the server's real answers validate against the document's schemas (a small validator for the
-//! subset the document uses: `$ref`, `type`, `properties`, `required`, `additionalProperties`,
+//! serves is in the document with its method and vice versa; the cloud APIs' example requests
+//! and the server's real answers validate against the document's schemas (a small validator for
+//! the subset the document uses: `$ref`, `type`, `properties`, `required`, `additionalProperties`,
 //! `items`, `enum`, `minimum`/`maximum`).
 
 use bytes::Bytes;

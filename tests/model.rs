@@ -1,4 +1,4 @@
-//! The `model` module against the seeds: the seed example bodies are accepted, every validation
+//! The `model` module against the cloud APIs: the API documents' example bodies are accepted, every validation
 //! rule rejects a bad value with the right code and path, and all problems are reported at once.
 
 use lbsim::model::*;
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 // Helpers
 
 fn seed_text(name: &str) -> String {
-    let path = format!("{}/tests/data/seeds/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/data/api_examples/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -113,7 +113,7 @@ fn channel() -> Value {
     seed("001_vpc_channel.json")
 }
 
-/// Seed 001's channel made a CSE microservice channel.
+/// The create-VPC-channel example made a CSE microservice channel.
 fn microservice_channel() -> Value {
     mutated(
         &channel(),
@@ -127,7 +127,7 @@ fn microservice_channel() -> Value {
     )
 }
 
-/// Seed 001's channel with a Nacos registry (and no group weights, which Nacos forbids).
+/// The create-VPC-channel example with a Nacos registry (and no group weights, which Nacos forbids).
 fn nacos_channel() -> Value {
     mutated(
         &channel(),
@@ -161,7 +161,7 @@ fn cce_channel() -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The seeds' own examples
+// The API documents' own examples
 
 #[test]
 fn seed_examples_parse_and_validate() {
@@ -196,7 +196,7 @@ fn derived_valid_bases_are_valid() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 001: channel fields
+// The create-VPC-channel API: channel fields
 
 #[test]
 fn channel_fields() {
@@ -239,9 +239,9 @@ fn channel_fields() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Member groups, in a channel and in seed 000's body
+// Member groups, in a channel and in an add-or-update-member-groups body
 
-/// Appends a third group to seed 001's channel (no member refers to it).
+/// Appends a third group to the create-VPC-channel example (no member refers to it).
 fn group(g: Value) -> (&'static str, Value) {
     ("/member_groups/2", g)
 }
@@ -728,7 +728,7 @@ fn nacos_info() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 002: ZStack
+// ZStack's add-backend-servers API
 
 #[test]
 fn zstack_backend_servers() {
@@ -782,7 +782,7 @@ fn zstack_backend_servers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 003: GA
+// GA's add-endpoint-group API
 
 #[test]
 fn ga_endpoint_group() {
@@ -817,7 +817,7 @@ fn ga_endpoint_group() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 004: SDRS
+// SDRS's create-protection-group API
 
 #[test]
 fn sdrs_protection_group() {
