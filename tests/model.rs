@@ -8,13 +8,13 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn seed_text(name: &str) -> String {
+fn example_text(name: &str) -> String {
     let path = format!("{}/tests/data/api_examples/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn seed(name: &str) -> Value {
-    serde_json::from_str(&seed_text(name)).unwrap()
+fn example(name: &str) -> Value {
+    serde_json::from_str(&example_text(name)).unwrap()
 }
 
 /// The value that, in a mutation, removes the field instead of setting it.
@@ -110,7 +110,7 @@ fn long(n: usize) -> Value {
 }
 
 fn channel() -> Value {
-    seed("001_vpc_channel.json")
+    example("001_vpc_channel.json")
 }
 
 /// The create-VPC-channel example made a CSE microservice channel.
@@ -164,26 +164,26 @@ fn cce_channel() -> Value {
 // The API documents' own examples
 
 #[test]
-fn seed_examples_parse_and_validate() {
-    let groups: MemberGroupsBody = parse_body(&seed_text("000_member_groups.json")).unwrap();
+fn api_examples_parse_and_validate() {
+    let groups: MemberGroupsBody = parse_body(&example_text("000_member_groups.json")).unwrap();
     assert_eq!(groups.member_groups[0].member_group_weight, Some(10));
 
-    let micro: MemberGroupsBody = parse_body(&seed_text("000_member_groups_microservice.json")).unwrap();
+    let micro: MemberGroupsBody = parse_body(&example_text("000_member_groups_microservice.json")).unwrap();
     assert_eq!(micro.member_groups[0].microservice_version.as_deref(), Some("v1"));
     assert_eq!(micro.member_groups[0].microservice_port, Some(80));
 
-    let ch: VpcChannel = parse_body(&seed_text("001_vpc_channel.json")).unwrap();
+    let ch: VpcChannel = parse_body(&example_text("001_vpc_channel.json")).unwrap();
     assert_eq!(ch.vpc_health_config.as_ref().unwrap().protocol, CheckProtocol::Http);
     assert_eq!(ch.members.len(), 2);
     assert_eq!(ch.instance_ids.len(), 2);
 
-    let zs: BackendServersBody = parse_body(&seed_text("002_backendservers.json")).unwrap();
+    let zs: BackendServersBody = parse_body(&example_text("002_backendservers.json")).unwrap();
     assert_eq!(zs.params.servers[0]["192.168.1.1"], "20");
 
-    let ga: EndpointGroupBody = parse_body(&seed_text("003_endpoint_group.json")).unwrap();
+    let ga: EndpointGroupBody = parse_body(&example_text("003_endpoint_group.json")).unwrap();
     assert_eq!(ga.endpoint_group.traffic_dial_percentage, Some(10));
 
-    let sdrs: ProtectionGroupBody = parse_body(&seed_text("004_protection_group.json")).unwrap();
+    let sdrs: ProtectionGroupBody = parse_body(&example_text("004_protection_group.json")).unwrap();
     assert_eq!(sdrs.server_group.dr_type, Some(DrType::Migration));
 }
 
@@ -393,7 +393,7 @@ fn nacos_forbids_group_weights() {
 
 #[test]
 fn member_groups_body() {
-    let base = seed("000_member_groups.json");
+    let base = example("000_member_groups.json");
     let g = |v: Value| ("/member_groups/0", v);
     check::<MemberGroupsBody>(
         &base,
@@ -734,7 +734,7 @@ fn nacos_info() {
 fn zstack_backend_servers() {
     const NIC: &str = "70856dd6ee693c30b28e6233850fc494";
     check::<BackendServersBody>(
-        &seed("002_backendservers.json"),
+        &example("002_backendservers.json"),
         &[
             bad(
                 &[("/params/servers/0", json!({"192.168.1.1": "20", "192.168.1.2": "20"}))],
@@ -775,7 +775,7 @@ fn zstack_backend_servers() {
         ],
     );
     let errs = errors::<BackendServersBody>(
-        &seed("002_backendservers.json"),
+        &example("002_backendservers.json"),
         &[("/params/servers/1", json!({"192.168.1.1": "30"}))],
     );
     assert_eq!(errs.errors[0].problem, Problem::Conflict);
@@ -788,7 +788,7 @@ fn zstack_backend_servers() {
 fn ga_endpoint_group() {
     let p = |f: &str| -> String { format!("/endpoint_group/{f}") };
     check::<EndpointGroupBody>(
-        &seed("003_endpoint_group.json"),
+        &example("003_endpoint_group.json"),
         &[
             bad(&[(p("name"), json!(""))], "GA.1001", "endpoint_group.name"),
             bad(&[(p("name"), json!("endpoint_group"))], "GA.1002", "endpoint_group.name"),
@@ -812,7 +812,7 @@ fn ga_endpoint_group() {
         ],
     );
     let errs =
-        errors::<EndpointGroupBody>(&seed("003_endpoint_group.json"), &[(p("listeners/1"), json!({"id": "l2"}))]);
+        errors::<EndpointGroupBody>(&example("003_endpoint_group.json"), &[(p("listeners/1"), json!({"id": "l2"}))]);
     assert!(errs.errors[0].message.contains("An endpoint group can have only one listener"), "{errs}");
 }
 
@@ -823,7 +823,7 @@ fn ga_endpoint_group() {
 fn sdrs_protection_group() {
     let p = |f: &str| -> String { format!("/server_group/{f}") };
     check::<ProtectionGroupBody>(
-        &seed("004_protection_group.json"),
+        &example("004_protection_group.json"),
         &[
             bad(&[(p("name"), json!(""))], "SDRS.1001", "server_group.name"),
             bad(&[(p("name"), json!("test name"))], "SDRS.1002", "server_group.name"),
@@ -848,7 +848,7 @@ fn sdrs_protection_group() {
         ],
     );
     let errs = errors::<ProtectionGroupBody>(
-        &seed("004_protection_group.json"),
+        &example("004_protection_group.json"),
         &[(p("target_availability_zone"), json!("AZ01"))],
     );
     assert_eq!(errs.errors[0].problem, Problem::Conflict);
@@ -889,7 +889,7 @@ fn every_problem_is_reported_at_once() {
     assert_eq!(errs.at("port").unwrap().message, "must be within 1-65535, got 0");
 
     let errs = errors::<EndpointGroupBody>(
-        &seed("003_endpoint_group.json"),
+        &example("003_endpoint_group.json"),
         &[
             ("/endpoint_group/name", json!("")),
             ("/endpoint_group/traffic_dial_percentage", json!(200)),
@@ -925,7 +925,7 @@ fn unknown_fields_are_each_reported_with_their_path() {
     assert!(errs.errors.iter().all(|e| e.problem == Problem::Unknown));
 
     let errs = errors::<MemberGroupsBody>(
-        &seed("000_member_groups.json"),
+        &example("000_member_groups.json"),
         &[("/member_groups/0/microservice_labels", json!([{"label_name": "k", "label_value": "v", "x": 1}]))],
     );
     assert_eq!(errs.errors[0].path, "member_groups[0].microservice_labels[0].x");
