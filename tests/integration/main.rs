@@ -3,6 +3,9 @@
 //! One module per area; `support` holds the helpers they share. Run one area with
 //! `cargo test --release --test integration balancer::` (the module name is the filter).
 
+// Tests drive live mode in real time and seed their own streams.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 mod balancer;
