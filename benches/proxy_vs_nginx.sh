@@ -24,9 +24,11 @@
 #   1000 on the client side, upstream side and backends), so no side pays reconnects.
 #
 #   Prints, per strategy: nginx req/s and lbsim req/s (medians of the runs), their ratio
-#   lbsim/nginx, nginx and lbsim p99 latency in ms (medians of the runs' p99s) and the p99 ratio;
-#   writes the same, with every run's req/s, p50, p90, p99, request count and errors, as JSON to
-#   target/proxy_vs_nginx.json. Non-2xx answers and socket errors are reported (a proxy that
+#   lbsim/nginx, nginx and lbsim p99 latency in ms (medians of the runs' p99s) and the p99 ratio,
+#   and each proxy's CPU time per request (user + system time of the process and its children,
+#   from /proc, over the run, divided by its requests; medians) and their ratio; writes the same,
+#   with every run's req/s, p50, p90, p99, request count, CPU per request and errors, and the load
+#   average before and after, as JSON to target/proxy_vs_nginx.json. Non-2xx answers and socket errors are reported (a proxy that
 #   answers 502 fast must not look fast).
 #
 # Usage (from the repository root)
@@ -34,6 +36,7 @@
 #   DURATION=30 RUNS=5 W=4 benches/proxy_vs_nginx.sh
 #   PROXIES=nginx DURATION=3 RUNS=1 benches/proxy_vs_nginx.sh     # nginx only (no lbsim build)
 #   STRATEGIES="wrr uri" benches/proxy_vs_nginx.sh
+#   LBSIM=/path/to/lbsim W=1 benches/proxy_vs_nginx.sh            # a given binary, no build
 #
 #   Environment (defaults):
 #     PROXIES="nginx lbsim"      proxies to measure (nginx, lbsim; either or both)
@@ -81,7 +84,7 @@ URI_KEYS=${URI_KEYS:-10000}
 CLIENT_IPS=${CLIENT_IPS:-10000}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-30}
 OUT=${OUT:-target/proxy_vs_nginx.json}
-LBSIM=target/release/lbsim
+LBSIM=${LBSIM:-}
 CLIENT_IP_HEADER=X-Client-IP
 MEMBERS=(192.168.0.1:8080 192.168.0.2:8080 192.168.0.3:8080 192.168.0.4:8080)
 
@@ -113,7 +116,7 @@ strategy_label() {
     sh) echo "source-IP hash" ;;
   esac
 }
-strategy_code() { # the seed's balance_strategy number
+strategy_code() { # the create-VPC-channel API's balance_strategy number
   case $1 in wrr) echo 1 ;; wlc) echo 2 ;; sh) echo 3 ;; uri) echo 4 ;; esac
 }
 # shellcheck disable=SC2016 # nginx variables, not shell ones
@@ -204,9 +207,12 @@ if [[ -n $NGINX_VERSION ]] && ! "$NGINX" -V 2>&1 | grep -q -- --with-http_realip
 fi
 
 if want lbsim; then
-  log "building lbsim (cargo build --release)"
-  cargo build --release >&2
-  [[ -x $LBSIM ]] || die "$LBSIM not found after the build"
+  if [[ -z $LBSIM ]]; then
+    log "building lbsim (cargo build --release)"
+    cargo build --release >&2
+    LBSIM=target/release/lbsim
+  fi
+  [[ -x $LBSIM ]] || die "$LBSIM not found"
   "$LBSIM" proxy --help >/dev/null 2>&1 ||
     die "$LBSIM has no 'proxy' subcommand yet: run with PROXIES=nginx"
 fi
@@ -441,7 +447,8 @@ run_wrk() {
   fi
 }
 
-# parse_wrk FILE: prints "rps p50_ms p90_ms p99_ms requests non_2xx socket_errors"
+# parse_wrk FILE: prints "rps p50_ms p90_ms p99_ms requests non_2xx socket_errors" (the run loop
+# appends an eighth column: the proxy's CPU microseconds per request)
 parse_wrk() {
   awk '
     function ms(v) {
@@ -467,6 +474,18 @@ parse_wrk() {
     }' "$1"
 }
 
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_ticks PID: user + system CPU ticks of PID and its children (nginx's workers; lbsim's
+# threads are in its own line), from /proc/PID/stat fields 14 and 15 (after the command name).
+cpu_ticks() {
+  local p total=0 fields
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    fields=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    total=$((total + $(awk '{ print $12 + $13 }' <<<"$fields")))
+  done
+  echo "$total"
+}
+
 median() { # numbers as arguments
   printf '%s\n' "$@" | sort -g | awk '
     { a[NR] = $1 }
@@ -479,6 +498,7 @@ ratio() { # A B: A/B, or "null"
 }
 
 # ---- the runs -----------------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "proxies: $PROXIES; strategies: $STRATEGIES; $RUNS run(s) of ${DURATION}s each;" \
   "wrk -t$WRK_THREADS -c$WRK_CONNECTIONS; $W worker thread(s) per proxy"
 declare -A PORT_OF PID_OF
@@ -493,12 +513,17 @@ for s in "${STRATEGY_LIST[@]}"; do
   for ((run = 1; run <= RUNS; run++)); do
     for proxy in "${PROXY_LIST[@]}"; do
       raw="$TMP/results/${s}_${proxy}_$run.wrk"
+      ticks0=$(cpu_ticks "${PID_OF[$proxy]}")
       run_wrk "${PORT_OF[$proxy]}" "$s" "$DURATION" "$raw"
+      ticks1=$(cpu_ticks "${PID_OF[$proxy]}")
       kill -0 "${PID_OF[$proxy]}" 2>/dev/null || die "$proxy proxy ($s) died during run $run"
-      parse_wrk "$raw" >"$TMP/results/${s}_${proxy}_$run.txt" || { cat "$raw" >&2; die "cannot parse wrk output"; }
-      read -r rps p50 p90 p99 total non2xx sock <"$TMP/results/${s}_${proxy}_$run.txt"
-      log "$(printf '%-18s %-5s run %d/%d: %10s req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  non-2xx %s  socket errors %s' \
-        "$(strategy_label "$s")" "$proxy" "$run" "$RUNS" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$sock")"
+      line=$(parse_wrk "$raw") || { cat "$raw" >&2; die "cannot parse wrk output"; }
+      read -r rps p50 p90 p99 total non2xx sock <<<"$line"
+      # The proxy's CPU time (all its threads or worker processes) per request, in microseconds.
+      cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v n="$total" 'BEGIN { printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+      echo "$line $cpu" >"$TMP/results/${s}_${proxy}_$run.txt"
+      log "$(printf '%-18s %-5s run %d/%d: %10s req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  CPU %6s us/req  non-2xx %s  socket errors %s' \
+        "$(strategy_label "$s")" "$proxy" "$run" "$RUNS" "$rps" "$p50" "$p90" "$p99" "$cpu" "$non2xx" "$sock")"
     done
   done
   for proxy in "${PROXY_LIST[@]}"; do
@@ -508,7 +533,7 @@ for s in "${STRATEGY_LIST[@]}"; do
 done
 
 # ---- report -------------------------------------------------------------------------------------
-# stat PROXY STRATEGY COLUMN(1-7): median over the runs, or "null" when the proxy was not run
+# stat PROXY STRATEGY COLUMN(1-8): median over the runs, or "null" when the proxy was not run
 stat_of() {
   local proxy=$1 s=$2 col=$3 vals=() f
   want "$proxy" || { echo null; return; }
@@ -532,7 +557,8 @@ mkdir -p "$(dirname "$OUT")"
   printf '{\n'
   printf '  "benchmark": "proxy_vs_nginx",\n'
   printf '  "date": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  printf '  "host": { "cpus": %s, "kernel": "%s" },\n' "$(nproc)" "$(uname -r)"
+  printf '  "host": { "cpus": %s, "kernel": "%s", "loadavg_before": "%s", "loadavg_after": "%s" },\n' \
+    "$(nproc)" "$(uname -r)" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf '  "config": { "proxies": [%s], "duration_s": %s, "runs": %s, "workers": %s, "wrk_threads": %s, "wrk_connections": %s, "warmup_s": %s, "uri_keys": %s, "client_ips": %s, "client_ip_header": "%s", "backends": "nginx %s, worker_processes 1, return 200 ok", "nginx_version": "%s", "wrk_version": "%s", "lbsim_commit": "%s" },\n' \
     "$(for p in "${PROXY_LIST[@]}"; do printf '"%s"' "$p"; done | sed 's/""/", "/g')" \
     "$DURATION" "$RUNS" "$W" "$WRK_THREADS" "$WRK_CONNECTIONS" "$WARMUP" "$URI_KEYS" "$CLIENT_IPS" \
@@ -552,19 +578,20 @@ mkdir -p "$(dirname "$OUT")"
       fi
       printf '      "%s": {\n        "runs": [' "$proxy"
       for ((run = 1; run <= RUNS; run++)); do
-        read -r rps p50 p90 p99 total non2xx sock <"$TMP/results/${s}_${proxy}_$run.txt"
+        read -r rps p50 p90 p99 total non2xx sock cpu <"$TMP/results/${s}_${proxy}_$run.txt"
         ((run == 1)) || printf ', '
-        printf '{ "rps": %s, "p50_ms": %s, "p90_ms": %s, "p99_ms": %s, "requests": %s, "non_2xx": %s, "socket_errors": %s }' \
-          "$rps" "$p50" "$p90" "$p99" "$total" "$non2xx" "$sock"
+        printf '{ "rps": %s, "p50_ms": %s, "p90_ms": %s, "p99_ms": %s, "requests": %s, "non_2xx": %s, "socket_errors": %s, "cpu_us_per_request": %s }' \
+          "$rps" "$p50" "$p90" "$p99" "$total" "$non2xx" "$sock" "$cpu"
       done
       printf '],\n'
-      printf '        "rps_median": %s, "p50_ms_median": %s, "p90_ms_median": %s, "p99_ms_median": %s, "non_2xx_total": %s, "socket_errors_total": %s\n      },\n' \
+      printf '        "rps_median": %s, "p50_ms_median": %s, "p90_ms_median": %s, "p99_ms_median": %s, "cpu_us_per_request_median": %s, "non_2xx_total": %s, "socket_errors_total": %s\n      },\n' \
         "$(stat_of "$proxy" "$s" 1)" "$(stat_of "$proxy" "$s" 2)" "$(stat_of "$proxy" "$s" 3)" \
-        "$(stat_of "$proxy" "$s" 4)" "$(sum_of "$proxy" "$s" 6)" "$(sum_of "$proxy" "$s" 7)"
+        "$(stat_of "$proxy" "$s" 4)" "$(stat_of "$proxy" "$s" 8)" "$(sum_of "$proxy" "$s" 6)" "$(sum_of "$proxy" "$s" 7)"
     done
-    printf '      "rps_ratio_lbsim_over_nginx": %s,\n      "p99_ratio_lbsim_over_nginx": %s\n    }' \
+    printf '      "rps_ratio_lbsim_over_nginx": %s,\n      "p99_ratio_lbsim_over_nginx": %s,\n      "cpu_per_request_ratio_lbsim_over_nginx": %s\n    }' \
       "$(ratio "$(stat_of lbsim "$s" 1)" "$(stat_of nginx "$s" 1)")" \
-      "$(ratio "$(stat_of lbsim "$s" 4)" "$(stat_of nginx "$s" 4)")"
+      "$(ratio "$(stat_of lbsim "$s" 4)" "$(stat_of nginx "$s" 4)")" \
+      "$(ratio "$(stat_of lbsim "$s" 8)" "$(stat_of nginx "$s" 8)")"
   done
   printf '\n  ]\n}\n'
 } >"$OUT.tmp"
@@ -573,21 +600,27 @@ mv "$OUT.tmp" "$OUT"
 echo
 echo "proxy_vs_nginx: ${DURATION}s x $RUNS run(s) per proxy, wrk -t$WRK_THREADS -c$WRK_CONNECTIONS," \
   "$W worker thread(s) per proxy, nginx $NGINX_VERSION, $(nproc) CPU(s); medians of the runs"
-fmt='%-18s | %12s | %12s | %11s | %12s | %12s | %9s\n'
+echo "load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+fmt='%-18s | %12s | %12s | %11s | %12s | %12s | %9s | %13s | %13s | %9s\n'
 # shellcheck disable=SC2059 # the format is ours
-printf "$fmt" strategy "nginx req/s" "lbsim req/s" "lbsim/nginx" "nginx p99 ms" "lbsim p99 ms" "p99 ratio"
+printf "$fmt" strategy "nginx req/s" "lbsim req/s" "lbsim/nginx" "nginx p99 ms" "lbsim p99 ms" "p99 ratio" \
+  "nginx CPU us" "lbsim CPU us" "CPU ratio"
 # shellcheck disable=SC2059
-printf "$fmt" "------------------" "------------" "------------" "-----------" "------------" "------------" "---------"
+printf "$fmt" "------------------" "------------" "------------" "-----------" "------------" "------------" "---------" \
+  "-------------" "-------------" "---------"
 errors=0
 for s in "${STRATEGY_LIST[@]}"; do
   n_rps=$(stat_of nginx "$s" 1)
   l_rps=$(stat_of lbsim "$s" 1)
   n_p99=$(stat_of nginx "$s" 4)
   l_p99=$(stat_of lbsim "$s" 4)
+  n_cpu=$(stat_of nginx "$s" 8)
+  l_cpu=$(stat_of lbsim "$s" 8)
   # shellcheck disable=SC2059
   printf "$fmt" "$(strategy_label "$s")" "$(show %.0f "$n_rps")" "$(show %.0f "$l_rps")" \
     "$(show %.2f "$(ratio "$l_rps" "$n_rps")")" "$(show %.2f "$n_p99")" "$(show %.2f "$l_p99")" \
-    "$(show %.2f "$(ratio "$l_p99" "$n_p99")")"
+    "$(show %.2f "$(ratio "$l_p99" "$n_p99")")" "$(show %.1f "$n_cpu")" "$(show %.1f "$l_cpu")" \
+    "$(show %.2f "$(ratio "$l_cpu" "$n_cpu")")"
   for proxy in "${PROXY_LIST[@]}"; do
     bad=$(($(sum_of "$proxy" "$s" 6) + $(sum_of "$proxy" "$s" 7)))
     if ((bad > 0)); then

@@ -1,4 +1,4 @@
-//! The command-line interface (DESIGN §6). Exit codes: 0 ok, 2 invalid input, 1 runtime failure.
+//! The command-line interface (architecture.md §6). Exit codes: 0 ok, 2 invalid input, 1 runtime failure.
 
 use crate::balancer::Strategy;
 use crate::report::{render_comparison, render_run, OutputFormat, Report};
@@ -17,7 +17,10 @@ mod sweep;
 #[command(
     name = "lbsim",
     version,
-    about = "Load-balancing data plane and deterministic simulator for the seeds' channel APIs"
+    about = concat!(
+        "Load-balancing data plane and deterministic simulator for the ROMA Connect / APIG VPC channel, ",
+        "ZStack server group, GA endpoint group and SDRS protection group APIs"
+    )
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,8 +43,8 @@ enum Command {
     /// Run a grid of variants of a scenario (--vary FIELD=FROM..TO:POINTS or =A,B,C) under each
     /// strategy, in parallel, and report the chosen metrics against the varied parameters.
     Sweep(sweep::SweepArgs),
-    /// The seeds' REST APIs (ROMA VPC channels, ZStack, GA, SDRS) over the live data plane, on
-    /// loopback, until Ctrl-C.
+    /// The cloud APIs' REST endpoints (ROMA VPC channels, ZStack, GA, SDRS) over the live data
+    /// plane, on loopback, until Ctrl-C.
     #[cfg(feature = "live")]
     Serve(serve::ServeArgs),
     /// Check a scenario file and print every problem at once (exit 2 when there are any).
@@ -94,7 +97,8 @@ struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
     /// Drive the scenario's traffic through the proxy for this many seconds, then report. Without
-    /// it, serve until Ctrl-C.
+    /// it, serve until SIGTERM or SIGINT (which drain in-flight requests), reloading the
+    /// scenario's channel on SIGHUP.
     #[arg(long)]
     duration: Option<f64>,
     /// Strategy (default: the channel's balance_strategy).
@@ -115,9 +119,10 @@ struct ProxyArgs {
     client_ip_header: Option<String>,
     #[arg(long)]
     seed: Option<u64>,
-    /// Tokio worker threads.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    /// Proxy worker threads, each with its own event loop, listener (`SO_REUSEPORT`) and
+    /// upstream connection pool (as nginx's `worker_processes`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
     /// Client connections the proxy serves at once; connections over it get 503 and are closed.
     #[arg(long, default_value_t = crate::live::proxy::DEFAULT_MAX_CONNECTIONS as u32,
         value_parser = clap::value_parser!(u32).range(1..))]
@@ -125,6 +130,23 @@ struct ProxyArgs {
     /// Log level on stderr: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log lines on stderr: text (no colours unless stderr is a terminal and NO_COLOR is unset)
+    /// or json (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: crate::live::logging::LogFormat,
+    /// Serve Prometheus `/metrics` and `/healthz` on this loopback address.
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
+    /// Seconds a drain (SIGTERM, SIGINT) waits for in-flight requests before exiting.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Seconds a client has to send a complete request head after connecting (or after its next
+    /// request's first byte); silent connections are closed then.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a keep-alive client connection may idle between requests before it is closed.
+    #[arg(long, default_value_t = crate::live::proxy::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
     /// HTTPS checks verify member certificates against this PEM bundle (default: no verification,
     /// as the cloud's checks do).
     #[arg(long)]
@@ -315,10 +337,15 @@ mod live {
             .map_err(|e| Failure::Runtime(format!("starting the async runtime: {e}")))
     }
 
-    pub(super) fn logging(level: &str) {
-        let filter = tracing_subscriber::EnvFilter::try_new(level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    pub(super) use crate::live::logging::init as logging;
+
+    /// A flag's seconds as a duration within (0, max].
+    pub(super) fn seconds(flag: &str, v: f64, max: f64) -> Result<Duration, Failure> {
+        if v > 0.0 && v <= max {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::Input(format!("--{flag} must be within (0, {max}] seconds, got {v}")))
+        }
     }
 
     pub(super) fn proxy(args: ProxyArgs) -> Result<(), Failure> {
@@ -355,7 +382,13 @@ mod live {
             .strategy
             .or_else(|| sc.channels.first().and_then(|c| Strategy::from_code(c.channel.balance_strategy)))
             .unwrap_or(Strategy::Wrr);
-        logging(&args.log_level);
+        let header_read_timeout = seconds("header-timeout", args.header_timeout, 3600.0)?;
+        let idle_timeout = seconds("idle-timeout", args.idle_timeout, 86_400.0)?;
+        let drain_timeout = seconds("drain-timeout", args.drain_timeout, 3600.0)?;
+        if let Some(a) = args.admin.filter(|a| !a.ip().is_loopback()) {
+            return Err(Failure::Input(format!("--admin {a}: the admin server listens on loopback only")));
+        }
+        logging(&args.log_level, args.log_format);
         let opts = LiveOptions {
             strategy,
             listen: args.listen,
@@ -365,8 +398,18 @@ mod live {
             seed: args.seed,
             probe_tls,
             max_connections: args.max_connections as usize,
+            workers: usize::from(args.workers),
+            header_read_timeout,
+            idle_timeout,
+            ops: crate::live::operate::Operations {
+                admin: args.admin,
+                scenario_path: Some(args.scenario.clone()),
+                drain_timeout,
+            },
         };
-        let report = runtime(args.workers)?.block_on(run(&sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))?;
+        let report = runtime(usize::from(args.workers))?
+            .block_on(run(&sc, opts))
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         if args.duration.is_some() {
             emit_to(args.out.as_deref(), render_run(&report, args.format))?;
         }
@@ -380,7 +423,7 @@ mod live {
         duration: f64,
         seed: Option<u64>,
     ) -> Result<Report, Failure> {
-        logging("warn");
+        logging("warn", crate::live::logging::LogFormat::Text);
         let opts = LiveOptions {
             strategy,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -390,6 +433,10 @@ mod live {
             seed,
             probe_tls: None,
             max_connections: crate::live::proxy::DEFAULT_MAX_CONNECTIONS,
+            workers: 2,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: crate::live::proxy::DEFAULT_IDLE_TIMEOUT,
+            ops: Default::default(),
         };
         runtime(2)?.block_on(run(sc, opts)).map_err(|e| Failure::Runtime(e.to_string()))
     }

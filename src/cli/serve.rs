@@ -1,10 +1,11 @@
-//! `lbsim serve`: the control API (DESIGN §6, §9) until Ctrl-C.
+//! `lbsim serve`: the control API (architecture.md §6, §9) until Ctrl-C.
 
 use super::live::{logging, runtime};
 use super::{load, Failure};
 use crate::control::auth::{Auth, KeyPair, Scope, Token};
 use crate::control::dataplane::Env;
 use crate::control::{Limits, Quotas, ServeConfig, ServeError, Server};
+use crate::live::operate::{Ask, Signals};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +67,10 @@ pub(super) struct ServeArgs {
     /// Log level on stderr: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log lines on stderr: text (no colours unless stderr is a terminal and NO_COLOR is unset)
+    /// or json (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: crate::live::logging::LogFormat,
 }
 
 pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -127,6 +132,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     let scenario = args.scenario.as_deref().map(load).transpose()?;
     let mut cfg = ServeConfig::new(args.listen, Auth { tokens, aksk });
     cfg.state = args.state.clone();
+    let state_path = args.state.clone();
     cfg.limits = limits;
     cfg.quotas = Quotas {
         channels: args.quota_channels,
@@ -145,21 +151,32 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
             ..Env::default()
         };
     }
-    logging(&args.log_level);
+    logging(&args.log_level, args.log_format);
+    // Announcements: plain lines on stderr, or log lines when every line must be JSON.
+    let json = args.log_format == crate::live::logging::LogFormat::Json;
+    let say = move |msg: String| {
+        if json {
+            tracing::info!("{msg}");
+        } else {
+            eprintln!("lbsim serve: {msg}");
+        }
+    };
     runtime(args.workers)?.block_on(async move {
+        // Caught before the API listens: SIGTERM and SIGINT drain, SIGHUP is logged.
+        let mut signals = Signals::new().map_err(|e| Failure::Runtime(format!("catching signals: {e}")))?;
         let server = Server::start(cfg).await.map_err(|e| match e {
             ServeError::Damaged(_) => Failure::Input(e.to_string()),
             e => Failure::Runtime(e.to_string()),
         })?;
         if server.started_on_empty_state() {
-            let path = args.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-            eprintln!("lbsim serve: warning: state file {path} was empty; starting with an empty state in it");
+            let path = state_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            say(format!("warning: state file {path} was empty; starting with an empty state in it"));
         }
-        eprintln!("lbsim serve: API on http://{} (OpenAPI at /openapi.json)", server.addr());
+        say(format!("API on http://{} (OpenAPI at /openapi.json)", server.addr()));
         // A state file that already holds channels wins over the scenario's.
         let restored = server.channel_count().await;
         if restored > 0 {
-            eprintln!("lbsim serve: {restored} channel(s) restored from the state file");
+            say(format!("{restored} channel(s) restored from the state file"));
         }
         if let Some(sc) = scenario.as_ref().filter(|_| restored == 0) {
             let channels: Vec<_> = sc.channels.iter().map(|c| c.channel.clone()).collect();
@@ -167,13 +184,20 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
                 .load_channels(&project, &channels)
                 .await
                 .map_err(|e| Failure::Input(format!("scenario channels: {}", e.message)))?;
-            eprintln!(
-                "lbsim serve: {} channel(s) from the scenario in project `{project}`; ports at /lbsim/channels",
+            say(format!(
+                "{} channel(s) from the scenario in project `{project}`; ports at /lbsim/channels",
                 channels.len()
-            );
+            ));
         }
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("lbsim serve: shutting down");
+        let by = loop {
+            match signals.next().await {
+                Ask::Drain(by) => break by,
+                Ask::Reload => {
+                    tracing::warn!("SIGHUP ignored: serve's configuration changes through its API")
+                }
+            }
+        };
+        tracing::info!(signal = by, "draining: finishing in-flight requests");
         server.shutdown().await;
         Ok(())
     })

@@ -2,7 +2,7 @@
 //! per simulated member, and health probes.
 //!
 //! A member whose host is a loopback address is proxied to itself (`host:port`); any other
-//! member is played by a loopback backend started for it (DESIGN §9), with its `[[backends]]`
+//! member is played by a loopback backend started for it (architecture.md §9), with its `[[backends]]`
 //! behaviour when the server started from a scenario.
 //!
 //! A change ([`ChannelRuntime::apply`]) never drops a request: backends of new members start and
@@ -88,6 +88,8 @@ pub struct ChannelRuntime {
     lb: Arc<Balancer>,
     proxy: Mutex<Option<Proxy>>,
     listen: SocketAddr,
+    /// What the channel's proxy has counted (per member too).
+    stats: Arc<ProxyStats>,
     upstreams: Upstreams,
     /// The loopback backends of simulated members.
     backends: Mutex<BTreeMap<MemberId, Backends>>,
@@ -128,18 +130,19 @@ impl ChannelRuntime {
     pub async fn start(channel: &VpcChannel, env: Arc<Env>) -> Result<ChannelRuntime, DataPlaneError> {
         let lb = Arc::new(Balancer::builder(channel).options(env.options.clone()).build()?);
         let upstreams = Upstreams::default();
-        let stats = Arc::new(ProxyStats::new(&[], Instant::now(), 1.0, 1));
+        let stats = Arc::new(ProxyStats::new(&member_ids(channel), Instant::now(), 1.0, 1));
         let mut cfg = ProxyConfig::new(HashMap::new());
         cfg.upstreams = upstreams.clone();
         cfg.retries = env.retries;
         cfg.request_timeout = env.request_timeout;
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        let proxy = Proxy::start(Arc::clone(&lb), cfg, listen, stats)
+        let proxy = Proxy::start(Arc::clone(&lb), cfg, listen, Arc::clone(&stats))
             .await
             .map_err(|source| DataPlaneError::Io { what: "starting the channel's proxy".into(), source })?;
         let rt = ChannelRuntime {
             lb,
             listen: proxy.addr(),
+            stats,
             proxy: Mutex::new(Some(proxy)),
             upstreams,
             backends: Mutex::new(BTreeMap::new()),
@@ -250,6 +253,7 @@ impl ChannelRuntime {
         // stops): the balancer no longer picks them, and a request that already did still finds
         // its address.
         self.upstreams.store(applied.addrs.clone());
+        self.stats.add_members(&member_ids(channel));
         self.lb.update(channel)?;
         let keep: HashSet<MemberId> = member_ids(channel).into_iter().collect();
         let gone: Vec<Backends> = {
@@ -276,6 +280,11 @@ impl ChannelRuntime {
 
     pub fn balancer(&self) -> &Arc<Balancer> {
         &self.lb
+    }
+
+    /// What the channel's proxy has counted (per member too).
+    pub fn stats(&self) -> &Arc<ProxyStats> {
+        &self.stats
     }
 
     /// The loopback address the channel's proxy listens on.

@@ -1,7 +1,8 @@
-//! ROMA Connect VPC channels (seeds 000 and 001): create per instance, show, list, replace,
-//! delete; member groups (upsert by name, the first duplicate wins); members (upsert by
-//! identity `host:port`, delete by id). Every change goes through the channel's data plane
-//! before it is acknowledged.
+//! ROMA Connect VPC channels (the create-VPC-channel and add-or-update-member-groups APIs):
+//! create per instance, show, list, replace, delete; member groups (upsert by name, the first
+//! duplicate wins); members (upsert by identity `host:port`, delete by id). Every change is
+//! validated and stored before it is acknowledged, and reaches the channel's data plane right
+//! after (see `dataplane`).
 
 use super::dataplane::{ChannelRuntime, DataPlaneError};
 use super::errors::ApiError;
@@ -43,7 +44,8 @@ fn name_taken(name: &str) -> ApiError {
     ApiError::conflict(Api::Roma, format!("The VPC channel name already exists in the project;name:{name}"))
 }
 
-/// Creates one channel per instance id of `body` in `project` (the seed's answer lists them).
+/// Creates one channel per instance id of `body` in `project` (the create-VPC-channel API's answer lists
+/// them).
 /// The name is checked and the records are reserved under one hold of the registry; the data
 /// planes start after it is let go (starting thousands of members' backends holds up no one),
 /// and the records are stored in one transaction before the answer. `quotas`: whether the
@@ -434,7 +436,7 @@ pub fn info(rec: &ChannelRecord, rt: Option<&ChannelRuntime>) -> Value {
     })
 }
 
-/// `MemberGroupInfo` (with seed 000's `version` and `port` as well).
+/// `MemberGroupInfo` (with the add-or-update-member-groups API's `version` and `port` as well).
 fn group_info(rec: &ChannelRecord, g: &crate::model::MemberGroup) -> Value {
     let stamp = rec.groups.get(&g.member_group_name);
     json!({

@@ -7,8 +7,12 @@
 //! connects to them. It starts a loopback backend per member (or maps members onto running
 //! loopback servers with `--backends`) and sends every byte to 127.0.0.1 or ::1.
 
+pub mod admin;
 pub mod backends;
 pub mod loadgen;
+pub mod logging;
+pub mod metrics;
+pub mod operate;
 pub mod probe;
 pub mod proxy;
 pub mod run;

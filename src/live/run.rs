@@ -2,10 +2,12 @@
 //!
 //! Starts a loopback backend per member (or maps members onto running servers), the balancer,
 //! the real health probes, the proxy and, with a duration, the load generator with the
-//! scenario's traffic; then reports in DESIGN §7's format with `"mode": "live"`.
+//! scenario's traffic; then reports in architecture.md §7's format with `"mode": "live"`.
 
+use super::admin::{Admin, AdminState};
 use super::backends::{self, Backends, LiveClock};
 use super::loadgen::{self, LoadPlan};
+use super::operate::{self, Operations, Reloader, Signals};
 use super::probe::{spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, TlsProbe};
 use super::proxy::{Proxy, ProxyConfig};
 use super::stats::ProxyStats;
@@ -41,6 +43,13 @@ pub struct LiveOptions {
     pub probe_tls: Option<TlsProbe>,
     /// Client connections the proxy serves at once (`--max-connections`).
     pub max_connections: usize,
+    /// The proxy's worker threads (`--workers`; 0: on the caller's runtime).
+    pub workers: usize,
+    /// Timeouts of client connections (`--header-timeout`, `--idle-timeout`).
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Admin server, reload and drain of a serving proxy (no `duration`).
+    pub ops: Operations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +72,11 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
                 .into(),
         ));
     }
+    // Caught from the start: a SIGTERM while starting drains too, instead of killing.
+    let mut signals = match opts.duration {
+        None => Some(Signals::new().map_err(|source| LiveError::Io { what: "catching signals".into(), source })?),
+        Some(_) => None,
+    };
     let seed = opts.seed.unwrap_or(sc.seed);
     let channel = &sc.channels[0].channel;
     let members = member_ids(channel);
@@ -91,10 +105,10 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     let lb = Arc::new(Balancer::builder(channel).options(sc.balancer.clone()).strategy(opts.strategy).build()?);
     let probe_start = Instant::now();
     let probe_tls = opts.probe_tls.take();
-    let prober: Option<ProbeHandle> = lb.check().map(|check| {
+    let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None, policy: sc.balancer.check_policy() };
+    let mut prober: Option<ProbeHandle> = lb.check().map(|check| {
         let targets = members.iter().filter_map(|m| upstreams.get(m).map(|a| (*m, *a))).collect();
-        let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None, policy: sc.balancer.check_policy() };
-        spawn_probes(Arc::clone(&lb), check, targets, popts)
+        spawn_probes(Arc::clone(&lb), check, targets, popts.clone())
     });
     // Expected shares in force from each health transition on, and the key space's moves.
     let tracker =
@@ -105,9 +119,12 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     let windows = ((duration.as_secs_f64() / step).ceil() as usize).max(1);
     let stats = Arc::new(ProxyStats::new(&members, clock.start, step, windows));
     let header = opts.client_ip_header.clone().or_else(|| opts.duration.map(|_| DEFAULT_CLIENT_IP_HEADER.to_string()));
-    let mut cfg = ProxyConfig::new(upstreams);
+    let mut cfg = ProxyConfig::new(upstreams.clone());
+    cfg.header_read_timeout = opts.header_read_timeout;
+    cfg.idle_timeout = opts.idle_timeout;
     cfg.retries = sc.traffic.retries;
     cfg.max_connections = opts.max_connections;
+    cfg.workers = opts.workers;
     cfg.request_timeout = Duration::from_secs_f64(sc.traffic.request_timeout_ms / 1e3);
     cfg.client_ip_header = match &header {
         Some(h) => Some(
@@ -116,16 +133,28 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
         ),
         None => None,
     };
+    let proxy_upstreams = cfg.upstreams.clone();
     let proxy = Proxy::start(Arc::clone(&lb), cfg, opts.listen, Arc::clone(&stats))
         .await
         .map_err(|source| LiveError::Io { what: format!("listening on {}", opts.listen), source })?;
-    eprintln!(
-        "lbsim proxy: listening on http://{} ({} members, strategy {})",
-        proxy.addr(),
-        members.len(),
-        opts.strategy
-    );
+    tracing::info!(addr = %proxy.addr(), members = members.len(), strategy = %opts.strategy, "lbsim proxy listening");
+    let admin_state = Arc::new(AdminState {
+        channel: channel.name.clone(),
+        lb: Arc::clone(&lb),
+        stats: Arc::clone(&stats),
+        reloads: Arc::default(),
+        draining: Default::default(),
+    });
+    let _admin = match opts.ops.admin {
+        Some(at) => Some(
+            Admin::start(at, Arc::clone(&admin_state))
+                .await
+                .map_err(|source| LiveError::Io { what: format!("admin server on {at}"), source })?,
+        ),
+        None => None,
+    };
 
+    let mut reloaded = None;
     let load = match opts.duration {
         Some(d) => {
             let mut plan = LoadPlan::new(sc.traffic.clone(), d, seed);
@@ -135,12 +164,36 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
             Some(loadgen::run(proxy.addr(), plan).await)
         }
         None => {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("lbsim proxy: shutting down (finishing in-flight requests)");
+            let mut reloader = Reloader {
+                path: opts.ops.scenario_path.clone(),
+                lb: Arc::clone(&lb),
+                upstreams: proxy_upstreams,
+                addrs: upstreams,
+                mapped: opts.backends.is_some(),
+                seed,
+                clock,
+                stats: Arc::clone(&stats),
+                reloads: Arc::clone(&admin_state.reloads),
+                probe_opts: popts,
+                started: Vec::new(),
+            };
+            if let Some(signals) = signals.as_mut() {
+                let by = operate::until_drain(signals, &mut reloader, &mut prober).await;
+                admin_state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    signal = by,
+                    grace_s = opts.ops.drain_timeout.as_secs_f64(),
+                    "draining: finishing in-flight requests"
+                );
+            }
+            reloaded = Some(reloader);
             None
         }
     };
-    proxy.shutdown(Duration::from_secs(5)).await;
+    proxy.shutdown(if opts.duration.is_some() { Duration::from_secs(5) } else { opts.ops.drain_timeout }).await;
+    if let Some(r) = reloaded {
+        r.shutdown().await;
+    }
     let events = prober.as_ref().map(|p| p.events()).unwrap_or_default();
     if let Some(p) = prober {
         p.shutdown().await;

@@ -122,7 +122,7 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
     }
 }
 
-/// Parses a JSON body of one of the seeds' types.
+/// Parses a JSON body of one of the cloud APIs' types.
 pub fn from_json<T: DeserializeOwned>(text: &str, api: Api) -> Result<T, ValidationErrors> {
     from_value(parse_text(text, Format::Json, api)?, api)
 }

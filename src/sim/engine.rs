@@ -1,5 +1,5 @@
 //! The event loop: arrivals, attempts on simulated backends, retries, health probes, faults,
-//! configuration changes and the seeds' other systems (GA dials, SDRS failover).
+//! configuration changes and the other cloud systems (GA dials, SDRS failover).
 
 use super::faults::{Condition, MemberFaults};
 use super::metrics::Metrics;

@@ -63,6 +63,9 @@ async fn start(sc: &Scenario, retries: u32) -> Live {
     let mut cfg = ProxyConfig::new(backends.addrs().into_iter().collect());
     cfg.retries = retries;
     cfg.request_timeout = Duration::from_secs(2);
+    // Two worker threads of the proxy's own, as `lbsim proxy` runs (the other live tests run
+    // the proxy on the test's runtime).
+    cfg.workers = 2;
     let stats = Arc::new(ProxyStats::new(&members, clock.start, 1.0, 30));
     let proxy = Proxy::start(Arc::clone(&lb), cfg, "127.0.0.1:0".parse().unwrap(), stats).await.expect("proxy");
     Live { lb, proxy, backends, clock }
@@ -104,7 +107,7 @@ async fn proxy_shares_follow_wrr() {
             *counts.entry(member.expect("member header")).or_insert(0) += 1;
         }
         // The proxy's requests run on two worker threads, each with its own cursor into the WRR
-        // schedule (DESIGN §3): exact to within a period (6 picks) per thread.
+        // schedule (architecture.md §3): exact to within a period (6 picks) per thread.
         for (m, expected) in [("192.168.0.1:8080", 300i64), ("192.168.0.2:8080", 200), ("192.168.0.3:8080", 100)] {
             let got = i64::from(counts[m]);
             assert!((got - expected).abs() <= 12, "{m}: {got} of 600, expected {expected}: {counts:?}");

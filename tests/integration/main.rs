@@ -23,6 +23,7 @@ mod control_store;
 mod hash_consistency;
 mod live_agreement;
 mod live_backends;
+mod live_connections;
 mod live_faults;
 mod live_options;
 mod live_probe;
