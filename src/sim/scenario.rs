@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
 
+use super::plan::Plan;
 use super::traffic::Traffic;
 
 /// A loaded, validated scenario.
@@ -33,6 +34,8 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     pub changes: Vec<Change>,
     pub protection_group: Option<ProtectionSpec>,
+    /// Members, backends and faults resolved once ([`Scenario::plan`]).
+    plan: Plan,
 }
 
 /// A channel and, for GA, the endpoint group it serves.
@@ -268,6 +271,12 @@ impl Scenario {
             .map_err(|errors| LoadError::Invalid { path: path.display().to_string(), errors })
     }
 
+    /// The scenario resolved into what runs it: each member with its backend and the faults that
+    /// hit it, each channel with its endpoint group's region and dial.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// Parses and validates scenario text.
     pub fn parse(text: &str, format: Format) -> Result<Scenario, ValidationErrors> {
         let value = parse_text(text, format, Api::Scenario)?;
@@ -296,166 +305,22 @@ fn seed_body<T: Validate + serde::de::DeserializeOwned>(
 }
 
 fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, ValidationErrors> {
+    // Seed bodies' errors (with their own codes) come first, then lbsim's own.
     let mut errors: Vec<FieldError> = unknown;
     let mut own = Collector::new(Api::Scenario);
-
-    if !(raw.duration_s > 0.0 && raw.duration_s <= 86_400.0 * 365.0) {
-        own.invalid("duration_s", format!("must be above 0 (seconds), got {}", raw.duration_s));
-    }
-    if !(raw.timeline_step_s > 0.0) {
-        own.invalid("timeline_step_s", format!("must be above 0 (seconds), got {}", raw.timeline_step_s));
-    } else if raw.duration_s / raw.timeline_step_s > 100_000.0 {
-        own.invalid("timeline_step_s", "gives more than 100000 timeline windows; use a larger step");
-    }
-    let strategies = match &raw.strategies {
-        None => Strategy::ALL.to_vec(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, v) in list.iter().enumerate() {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                match text.parse::<Strategy>() {
-                    Ok(s) if !out.contains(&s) => out.push(s),
-                    Ok(_) => own.push(Problem::Conflict, format!("strategies[{i}]"), "listed twice"),
-                    Err(e) => own.invalid(format!("strategies[{i}]"), e),
-                }
-            }
-            if out.is_empty() && list.is_empty() {
-                own.missing("strategies");
-            }
-            out
-        }
-    };
-    if let Some(p) = raw.balancer.panic_threshold {
-        if !(1..=100).contains(&p) {
-            own.invalid("balancer.panic_threshold", format!("must be within 1-100 (percent), got {p}"));
-        }
-    }
-    if let Some(bits) = raw.balancer.hash_table_bits {
-        if !(12..=24).contains(&bits) {
-            own.invalid("balancer.hash_table_bits", format!("must be within 12-24, got {bits}"));
-        }
-    }
-    super::options_check::check(&raw.balancer, &mut own);
-    raw.traffic.check(&mut own, "traffic");
-
-    // Channels: one [channel], or one per [[endpoint_groups]].
-    let mut channels = Vec::new();
-    match (&raw.channel, raw.endpoint_groups.is_empty()) {
-        (Some(_), false) => own.push(
-            Problem::Conflict,
-            "endpoint_groups",
-            "a scenario has either a [channel] or [[endpoint_groups]] (each with its channel), not both",
-        ),
-        (None, true) => own.missing("channel"),
-        _ => {}
-    }
-    if let Some(v) = raw.channel.clone() {
-        if let Some(channel) = seed_body::<VpcChannel>(v, "channel", &mut errors) {
-            channels.push(ChannelSpec { channel, endpoint_group: None });
-        }
-    }
-    for (i, eg) in raw.endpoint_groups.into_iter().enumerate() {
-        let path = format!("endpoint_groups[{i}]");
-        let group = seed_body::<EndpointGroupBody>(
-            serde_json::json!({ "endpoint_group": eg.endpoint_group }),
-            &path,
-            &mut errors,
-        );
-        let channel = seed_body::<VpcChannel>(eg.channel, &format!("{path}.channel"), &mut errors);
-        if let (Some(g), Some(c)) = (group, channel) {
-            channels.push(ChannelSpec { channel: c, endpoint_group: Some(g.endpoint_group) });
-        }
-    }
-
-    // ZStack server groups add members to the [channel].
-    for (i, sg) in raw.server_groups.into_iter().enumerate() {
-        let path = format!("server_groups[{i}]");
-        if sg.uuid.trim().is_empty() {
-            own.missing(format!("{path}.uuid"));
-        }
-        if let Some(body) =
-            seed_body::<BackendServersBody>(sg.backendservers, &format!("{path}.backendservers"), &mut errors)
-        {
-            match channels.first_mut() {
-                Some(spec) if spec.endpoint_group.is_none() => add_backend_servers(&mut spec.channel, &body),
-                _ => own.push(Problem::Conflict, path, "server groups add members to the [channel], which is missing"),
-            }
-        }
-    }
-
-    let changes = raw
-        .changes
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let path = format!("changes[{i}]");
-            if !(c.at_s >= 0.0) {
-                own.invalid(format!("{path}.at_s"), format!("must be 0 or more, got {}", c.at_s));
-            }
-            let given = [c.member_groups.is_some(), c.backendservers.is_some(), c.channel.is_some()];
-            if given.iter().filter(|&&g| g).count() != 1 {
-                own.push(Problem::Conflict, path.clone(), "give exactly one of member_groups, backendservers, channel");
-                return None;
-            }
-            let what = if let Some(v) = c.member_groups {
-                let body =
-                    seed_body::<MemberGroupsBody>(serde_json::json!({ "member_groups": v }), &path, &mut errors)?;
-                ChangeKind::MemberGroups(body)
-            } else if let Some(v) = c.backendservers {
-                ChangeKind::BackendServers(seed_body(v, &format!("{path}.backendservers"), &mut errors)?)
-            } else {
-                ChangeKind::Channel(Box::new(seed_body(c.channel?, &format!("{path}.channel"), &mut errors)?))
-            };
-            Some(Change { at_s: c.at_s, what })
-        })
-        .collect::<Vec<_>>();
-
-    let protection_group = raw.protection_group.and_then(|p| {
-        if !(p.failover_s >= 0.0) {
-            own.invalid("protection_group.failover_s", format!("must be 0 or more, got {}", p.failover_s));
-        }
-        let body = seed_body::<ProtectionGroupBody>(
-            serde_json::json!({ "server_group": p.server_group }),
-            "protection_group",
-            &mut errors,
-        )?;
-        Some(ProtectionSpec { body, failover_s: p.failover_s })
-    });
-
+    let strategies = check_run(&raw, &mut own);
+    let mut channels = channels(raw.channel, raw.endpoint_groups, &mut own, &mut errors);
+    server_groups(raw.server_groups, &mut channels, &mut own, &mut errors);
+    let changes = changes(raw.changes, &mut own, &mut errors);
+    let protection_group = protection_group(raw.protection_group, &mut own, &mut errors);
     let members: Vec<MemberId> = channels.iter().flat_map(|c| member_ids(&c.channel)).collect();
-    for (i, b) in raw.backends.iter().enumerate() {
-        let path = format!("backends[{i}]");
-        check_member_ref(&mut own, &format!("{path}.member"), &b.member, &members);
-        if !(b.speed > 0.0 && b.speed.is_finite()) {
-            own.invalid(format!("{path}.speed"), format!("must be above 0, got {}", b.speed));
-        }
-        if b.max_in_flight == 0 {
-            own.invalid(format!("{path}.max_in_flight"), "must be at least 1");
-        }
-        if raw.backends[..i].iter().any(|o| o.member == b.member) {
-            own.push(Problem::Conflict, format!("{path}.member"), format!("`{}` is described twice", b.member));
-        }
-    }
+    check_backends(&raw.backends, &members, &mut own);
     let azs: Vec<&str> = raw.backends.iter().filter_map(|b| b.az.as_deref()).collect();
     for (i, f) in raw.faults.iter().enumerate() {
         check_fault(&mut own, &format!("faults[{i}]"), f, &members, &azs, raw.duration_s);
     }
     if let Some(p) = &protection_group {
-        for (field, az) in [
-            ("source_availability_zone", &p.body.server_group.source_availability_zone),
-            ("target_availability_zone", &p.body.server_group.target_availability_zone),
-        ] {
-            if !azs.contains(&az.as_str()) {
-                own.push(
-                    Problem::NotFound,
-                    format!("protection_group.server_group.{field}"),
-                    format!("no member is placed in `{az}` (set `az` in [[backends]])"),
-                );
-            }
-        }
+        check_protection_azs(p, &azs, &mut own);
     }
     // Member identities must be unique across endpoint groups.
     for (i, m) in members.iter().enumerate() {
@@ -468,7 +333,9 @@ fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, Validat
     if !errors.is_empty() {
         return Err(ValidationErrors { errors });
     }
+    let plan = Plan::new(&channels, &raw.backends, &raw.faults);
     Ok(Scenario {
+        plan,
         name: raw.name,
         seed: raw.seed,
         duration_s: raw.duration_s,
@@ -482,6 +349,187 @@ fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, Validat
         changes,
         protection_group,
     })
+}
+
+/// The run's own settings: duration, timeline, strategies, `[balancer]` and `[traffic]`.
+fn check_run(raw: &RawScenario, own: &mut Collector) -> Vec<Strategy> {
+    if !(raw.duration_s > 0.0 && raw.duration_s <= 86_400.0 * 365.0) {
+        own.invalid("duration_s", format!("must be above 0 (seconds), got {}", raw.duration_s));
+    }
+    if !(raw.timeline_step_s > 0.0) {
+        own.invalid("timeline_step_s", format!("must be above 0 (seconds), got {}", raw.timeline_step_s));
+    } else if raw.duration_s / raw.timeline_step_s > 100_000.0 {
+        own.invalid("timeline_step_s", "gives more than 100000 timeline windows; use a larger step");
+    }
+    let strategies = strategies(raw.strategies.as_deref(), own);
+    if let Some(p) = raw.balancer.panic_threshold {
+        if !(1..=100).contains(&p) {
+            own.invalid("balancer.panic_threshold", format!("must be within 1-100 (percent), got {p}"));
+        }
+    }
+    if let Some(bits) = raw.balancer.hash_table_bits {
+        if !(12..=24).contains(&bits) {
+            own.invalid("balancer.hash_table_bits", format!("must be within 12-24, got {bits}"));
+        }
+    }
+    super::options_check::check(&raw.balancer, own);
+    raw.traffic.check(own, "traffic");
+    strategies
+}
+
+/// `strategies` (default: all four), each once.
+fn strategies(list: Option<&[Value]>, own: &mut Collector) -> Vec<Strategy> {
+    let Some(list) = list else { return Strategy::ALL.to_vec() };
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match text.parse::<Strategy>() {
+            Ok(s) if !out.contains(&s) => out.push(s),
+            Ok(_) => own.push(Problem::Conflict, format!("strategies[{i}]"), "listed twice"),
+            Err(e) => own.invalid(format!("strategies[{i}]"), e),
+        }
+    }
+    if out.is_empty() && list.is_empty() {
+        own.missing("strategies");
+    }
+    out
+}
+
+/// One `[channel]`, or one channel per `[[endpoint_groups]]`.
+fn channels(
+    channel: Option<Value>,
+    endpoint_groups: Vec<RawEndpointGroup>,
+    own: &mut Collector,
+    errors: &mut Vec<FieldError>,
+) -> Vec<ChannelSpec> {
+    let mut channels = Vec::new();
+    match (&channel, endpoint_groups.is_empty()) {
+        (Some(_), false) => own.push(
+            Problem::Conflict,
+            "endpoint_groups",
+            "a scenario has either a [channel] or [[endpoint_groups]] (each with its channel), not both",
+        ),
+        (None, true) => own.missing("channel"),
+        _ => {}
+    }
+    if let Some(v) = channel {
+        if let Some(channel) = seed_body::<VpcChannel>(v, "channel", errors) {
+            channels.push(ChannelSpec { channel, endpoint_group: None });
+        }
+    }
+    for (i, eg) in endpoint_groups.into_iter().enumerate() {
+        let path = format!("endpoint_groups[{i}]");
+        let group =
+            seed_body::<EndpointGroupBody>(serde_json::json!({ "endpoint_group": eg.endpoint_group }), &path, errors);
+        let channel = seed_body::<VpcChannel>(eg.channel, &format!("{path}.channel"), errors);
+        if let (Some(g), Some(c)) = (group, channel) {
+            channels.push(ChannelSpec { channel: c, endpoint_group: Some(g.endpoint_group) });
+        }
+    }
+    channels
+}
+
+/// ZStack server groups add members to the `[channel]`.
+fn server_groups(
+    groups: Vec<RawServerGroup>,
+    channels: &mut [ChannelSpec],
+    own: &mut Collector,
+    errors: &mut Vec<FieldError>,
+) {
+    for (i, sg) in groups.into_iter().enumerate() {
+        let path = format!("server_groups[{i}]");
+        if sg.uuid.trim().is_empty() {
+            own.missing(format!("{path}.uuid"));
+        }
+        if let Some(body) =
+            seed_body::<BackendServersBody>(sg.backendservers, &format!("{path}.backendservers"), errors)
+        {
+            match channels.first_mut() {
+                Some(spec) if spec.endpoint_group.is_none() => add_backend_servers(&mut spec.channel, &body),
+                _ => own.push(Problem::Conflict, path, "server groups add members to the [channel], which is missing"),
+            }
+        }
+    }
+}
+
+/// `[[changes]]`: each gives exactly one body.
+fn changes(raw: Vec<RawChange>, own: &mut Collector, errors: &mut Vec<FieldError>) -> Vec<Change> {
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let path = format!("changes[{i}]");
+            if !(c.at_s >= 0.0) {
+                own.invalid(format!("{path}.at_s"), format!("must be 0 or more, got {}", c.at_s));
+            }
+            let given = [c.member_groups.is_some(), c.backendservers.is_some(), c.channel.is_some()];
+            if given.iter().filter(|&&g| g).count() != 1 {
+                own.push(Problem::Conflict, path.clone(), "give exactly one of member_groups, backendservers, channel");
+                return None;
+            }
+            let what = if let Some(v) = c.member_groups {
+                let body = seed_body::<MemberGroupsBody>(serde_json::json!({ "member_groups": v }), &path, errors)?;
+                ChangeKind::MemberGroups(body)
+            } else if let Some(v) = c.backendservers {
+                ChangeKind::BackendServers(seed_body(v, &format!("{path}.backendservers"), errors)?)
+            } else {
+                ChangeKind::Channel(Box::new(seed_body(c.channel?, &format!("{path}.channel"), errors)?))
+            };
+            Some(Change { at_s: c.at_s, what })
+        })
+        .collect()
+}
+
+fn protection_group(
+    raw: Option<RawProtection>,
+    own: &mut Collector,
+    errors: &mut Vec<FieldError>,
+) -> Option<ProtectionSpec> {
+    let p = raw?;
+    if !(p.failover_s >= 0.0) {
+        own.invalid("protection_group.failover_s", format!("must be 0 or more, got {}", p.failover_s));
+    }
+    let body = seed_body::<ProtectionGroupBody>(
+        serde_json::json!({ "server_group": p.server_group }),
+        "protection_group",
+        errors,
+    )?;
+    Some(ProtectionSpec { body, failover_s: p.failover_s })
+}
+
+/// `[[backends]]`: each names a member once, with a positive speed and at least one slot.
+fn check_backends(backends: &[BackendSpec], members: &[MemberId], own: &mut Collector) {
+    for (i, b) in backends.iter().enumerate() {
+        let path = format!("backends[{i}]");
+        check_member_ref(own, &format!("{path}.member"), &b.member, members);
+        if !(b.speed > 0.0 && b.speed.is_finite()) {
+            own.invalid(format!("{path}.speed"), format!("must be above 0, got {}", b.speed));
+        }
+        if b.max_in_flight == 0 {
+            own.invalid(format!("{path}.max_in_flight"), "must be at least 1");
+        }
+        if backends[..i].iter().any(|o| o.member == b.member) {
+            own.push(Problem::Conflict, format!("{path}.member"), format!("`{}` is described twice", b.member));
+        }
+    }
+}
+
+/// The protection group's source and target AZs must each hold a member.
+fn check_protection_azs(p: &ProtectionSpec, azs: &[&str], own: &mut Collector) {
+    for (field, az) in [
+        ("source_availability_zone", &p.body.server_group.source_availability_zone),
+        ("target_availability_zone", &p.body.server_group.target_availability_zone),
+    ] {
+        if !azs.contains(&az.as_str()) {
+            own.push(
+                Problem::NotFound,
+                format!("protection_group.server_group.{field}"),
+                format!("no member is placed in `{az}` (set `az` in [[backends]])"),
+            );
+        }
+    }
 }
 
 fn check_member_ref(c: &mut Collector, path: &str, member: &str, members: &[MemberId]) {
