@@ -8,7 +8,7 @@ use super::backends::{self, Backends, LiveClock};
 use super::loadgen::{self, LoadPlan, LoadResult};
 use super::probe::{spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, TlsProbe};
 use super::proxy::{Proxy, ProxyConfig};
-use super::stats::ProxyStats;
+use super::stats::{MemberFigures, ProxyStats, RequestFigures};
 use crate::balancer::{MemberId, Strategy};
 use crate::health::HealthState;
 use crate::report::{Latency, Report, Requests};
@@ -16,6 +16,7 @@ use crate::sim::assemble::{assemble, MemberRun, RunFigures};
 use crate::sim::keys::KeyMoves;
 use crate::sim::Scenario;
 use crate::Balancer;
+use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -254,65 +255,13 @@ fn report(run: LiveRun<'_>) -> Report {
     let LiveRun { sc, opts, lb, stats, .. } = run;
     let duration = opts.duration.map_or(run.elapsed, |d| d.as_secs_f64());
     let figures = stats.members();
-    let expected = expected_shares(lb, &run.tracked, duration);
-    let initial = match lb.check() {
-        None => HealthState::Unknown,
-        Some(_) if sc.balancer.initial_health == crate::balancer::InitialHealth::Unhealthy => HealthState::Unhealthy,
-        Some(_) => HealthState::Healthy,
-    };
-    let members = figures
-        .iter()
-        .map(|f| {
-            let mut health = vec![(0.0, initial)];
-            health.extend(
-                run.events
-                    .iter()
-                    .filter(|e| e.member == f.member)
-                    .map(|e| ((run.probe_offset + e.at).as_secs_f64(), e.state)),
-            );
-            MemberRun {
-                id: f.member,
-                channel: 0,
-                attempts: f.attempts,
-                latency: f.latency.as_ref().map(Latency::from_micros).unwrap_or_default(),
-                peak_in_flight: f.peak_in_flight,
-                health,
-                expected_share: if duration > 0.0 {
-                    expected.get(&f.member).copied().unwrap_or(0.0) / duration
-                } else {
-                    0.0
-                },
-            }
-        })
-        .collect();
+    let members = member_runs(&run, &figures, duration);
     // Live counts a member's failed attempts over the whole run.
     let fault_failed = (0..sc.faults.len())
         .map(|i| figures.iter().filter(|f| sc.plan().hits(i, f.member)).map(|f| f.failed).sum())
         .collect();
     let proxied = stats.requests();
-    let (requests, latency) = match &run.load {
-        Some(l) => {
-            let mut by = l.failed_by_reason.clone();
-            // The proxy knows why: refused, queue_full, ... (the client sees a 502/503/504).
-            for (k, v) in &proxied.by_reason {
-                by.insert(format!("proxy_{k}"), *v);
-            }
-            (
-                Requests { total: l.sent, ok: l.ok, failed: l.failed, retried: proxied.retried, failed_by_reason: by },
-                Some(&l.latency),
-            )
-        }
-        None => (
-            Requests {
-                total: proxied.total,
-                ok: proxied.ok,
-                failed: proxied.failed,
-                retried: proxied.retried,
-                failed_by_reason: proxied.by_reason.clone(),
-            },
-            proxied.latency.as_ref(),
-        ),
-    };
+    let (requests, latency) = requests(run.load.as_ref(), &proxied);
     let hash_keys = run.load.as_ref().map_or(0, |l| {
         if opts.strategy == Strategy::SourceIp {
             l.distinct_clients
@@ -341,6 +290,70 @@ fn report(run: LiveRun<'_>) -> Report {
         sim: None,
     };
     assemble(sc, std::slice::from_ref(lb), run_figures)
+}
+
+/// Each member's figures, with its health transitions from the probes' events.
+fn member_runs(run: &LiveRun<'_>, figures: &[MemberFigures], duration: f64) -> Vec<MemberRun> {
+    let (sc, lb) = (run.sc, run.lb);
+    let expected = expected_shares(lb, &run.tracked, duration);
+    let initial = match lb.check() {
+        None => HealthState::Unknown,
+        Some(_) if sc.balancer.initial_health == crate::balancer::InitialHealth::Unhealthy => HealthState::Unhealthy,
+        Some(_) => HealthState::Healthy,
+    };
+    figures
+        .iter()
+        .map(|f| {
+            let mut health = vec![(0.0, initial)];
+            health.extend(
+                run.events
+                    .iter()
+                    .filter(|e| e.member == f.member)
+                    .map(|e| ((run.probe_offset + e.at).as_secs_f64(), e.state)),
+            );
+            MemberRun {
+                id: f.member,
+                channel: 0,
+                attempts: f.attempts,
+                latency: f.latency.as_ref().map(Latency::from_micros).unwrap_or_default(),
+                peak_in_flight: f.peak_in_flight,
+                health,
+                expected_share: if duration > 0.0 {
+                    expected.get(&f.member).copied().unwrap_or(0.0) / duration
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect()
+}
+
+/// The requests as the load generator saw them (with the proxy's reasons beside its own), or,
+/// without it, as the proxy counted them; and their latency.
+fn requests<'a>(load: Option<&'a LoadResult>, proxied: &'a RequestFigures) -> (Requests, Option<&'a Histogram<u64>>) {
+    match load {
+        Some(l) => {
+            let mut by = l.failed_by_reason.clone();
+            // The proxy knows why: refused, queue_full, ... (the client sees a 502/503/504).
+            for (k, v) in &proxied.by_reason {
+                by.insert(format!("proxy_{k}"), *v);
+            }
+            (
+                Requests { total: l.sent, ok: l.ok, failed: l.failed, retried: proxied.retried, failed_by_reason: by },
+                Some(&l.latency),
+            )
+        }
+        None => (
+            Requests {
+                total: proxied.total,
+                ok: proxied.ok,
+                failed: proxied.failed,
+                retried: proxied.retried,
+                failed_by_reason: proxied.by_reason.clone(),
+            },
+            proxied.latency.as_ref(),
+        ),
+    }
 }
 
 /// Each member's expected share integrated over the run (share x seconds), from the shares in

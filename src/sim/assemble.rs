@@ -224,3 +224,104 @@ fn job_id(seed: u64, name: &str) -> String {
     let b = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), !seed);
     format!("{a:016x}{b:016x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Format;
+
+    fn scenario() -> Scenario {
+        Scenario::parse(
+            r#"
+            name = "assemble"
+            duration_s = 10
+            timeline_step_s = 5
+            [channel]
+            name = "assemble_test"
+            port = 80
+            balance_strategy = 1
+            member_type = "ip"
+            instance_ids = ["eea73cde015940908ae0117d67bf7330"]
+            members = [{ host = "10.0.0.1", weight = 3 }, { host = "10.0.0.2", weight = 1 }]
+            vpc_health_config = { protocol = "TCP", threshold_normal = 1, threshold_abnormal = 1, time_interval = 2, timeout = 1 }
+            [[backends]]
+            member = "10.0.0.2:80"
+            az = "az1"
+            [[faults]]
+            member = "10.0.0.2:80"
+            kind = "down"
+            at_s = 2
+            until_s = 4
+            "#,
+            Format::Toml,
+        )
+        .expect("valid scenario")
+    }
+
+    fn member(host: &str, attempts: u64, health: Vec<(f64, HealthState)>, expected_share: f64) -> MemberRun {
+        MemberRun {
+            id: MemberId::new(host, 80),
+            channel: 0,
+            attempts,
+            latency: Latency::default(),
+            peak_in_flight: 1,
+            health,
+            expected_share,
+        }
+    }
+
+    #[test]
+    fn a_runs_figures_become_its_report() {
+        let sc = scenario();
+        let lb = Balancer::builder(&sc.channels[0].channel).strategy(Strategy::SourceIp).build().expect("balancer");
+        let counts = [[10, 2], [20, 0]];
+        let figures = RunFigures {
+            mode: "live",
+            strategy: Strategy::SourceIp,
+            seed: 7,
+            duration_s: 10.0,
+            requests: Requests { total: 32, ok: 30, failed: 2, ..Requests::default() },
+            latency: None,
+            members: vec![
+                member("10.0.0.1", 30, vec![(0.0, HealthState::Healthy)], 0.8),
+                member(
+                    "10.0.0.2",
+                    2,
+                    vec![
+                        (0.0, HealthState::Healthy),
+                        // Before the fault: not its detection.
+                        (1.5, HealthState::Unhealthy),
+                        (1.8, HealthState::Healthy),
+                        (2.000_000_4, HealthState::Unhealthy),
+                        (4.5, HealthState::Healthy),
+                    ],
+                    0.2,
+                ),
+            ],
+            windows: 2,
+            timeline: &|w, m| counts[w][m],
+            fault_failed: vec![2],
+            hash_keys: 25,
+            key_moves: (10, 5, 40),
+            channel_requests: vec![32],
+            failover: (None, None),
+            failover_failed: 0,
+            sim: None,
+        };
+        let r = assemble(&sc, std::slice::from_ref(&lb), figures);
+        assert_eq!((r.mode.as_str(), r.strategy.as_str(), r.seed), ("live", "sh", 7));
+        let shares: Vec<f64> = r.members.iter().map(|m| m.share).collect();
+        assert_eq!(shares, [30.0 / 32.0, 2.0 / 32.0]);
+        assert_eq!((r.members[0].weight, r.members[1].weight), (3, 1));
+        assert_eq!((r.members[0].az.as_deref(), r.members[1].az.as_deref()), (None, Some("az1")));
+        assert_eq!(r.members[1].health[3].at_s, 2.0);
+        let f = &r.faults[0];
+        assert_eq!((f.detected_at_s, f.recovered_at_s, f.failed_requests), (Some(2.0), Some(4.5), 2));
+        let h = r.hash.expect("a hash strategy reports hash figures");
+        assert_eq!((h.keys, h.remapped_on_fault, h.returned_on_recovery), (25, Some(0.25), Some(0.125)));
+        let tl: Vec<Vec<u64>> = r.timeline.iter().map(|e| e.per_member.values().copied().collect()).collect();
+        assert_eq!(tl, [[10, 2], [20, 0]]);
+        assert_eq!((r.timeline[1].t_s, r.endpoint_groups.len(), r.protection_group.is_none()), (5.0, 0, true));
+        assert!(r.fairness.jain.is_some() && r.sim.is_none() && r.latency_ms == Latency::default());
+    }
+}
