@@ -8,6 +8,8 @@
 //!
 //! Inputs (keys, URIs, balancers) are prepared before timing. Two-thread benches count one
 //! element per pick, so criterion's elements/s compare directly with the one-thread figure.
+// The two-thread benches time their own rounds.
+#![allow(clippy::disallowed_methods)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lbsim::health::Outcome;

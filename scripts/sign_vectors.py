@@ -8,7 +8,7 @@ Each request is signed by huaweicloudsdkcore.signer.signer.Signer exactly as the
 (BasicCredentials adds X-Project-Id, the client adds User-Agent and Content-Type), with a fixed
 X-Sdk-Date so the output is reproducible. The `client_*` vectors go through a whole SDK client
 call (RomaClient, SdrsClient) and are captured by a request hook just before they would be sent.
-The output is Rust source for tests/control_sign.rs: the
+The output is Rust source for tests/integration/control_sign.rs: the
 request as it goes on the wire (method, path, query, headers, body) and the Authorization value.
 """
 import json

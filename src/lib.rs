@@ -25,11 +25,23 @@
 
 pub mod balancer;
 #[cfg(feature = "cli")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "real time: this layer reads the clock (clippy.toml bans it in the balancer and the simulator)"
+)]
 pub mod cli;
 #[cfg(feature = "live")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "real time: this layer reads the clock (clippy.toml bans it in the balancer and the simulator)"
+)]
 pub mod control;
 pub mod health;
 #[cfg(feature = "live")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "real time: this layer reads the clock (clippy.toml bans it in the balancer and the simulator)"
+)]
 pub mod live;
 pub mod model;
 #[cfg(feature = "sim")]

@@ -115,6 +115,10 @@ struct Engine<'a, 'w> {
 
 /// Runs a scenario under one strategy and returns its report.
 pub fn run(sc: &Scenario, mut opts: RunOptions<'_>) -> Result<Report, SimError> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "sim.wall_ms and sim.requests_per_s measure the machine; --deterministic leaves them out"
+    )]
     let wall = std::time::Instant::now();
     let seed = opts.seed.unwrap_or(sc.seed);
     let duration = opts.duration_s.unwrap_or(sc.duration_s);

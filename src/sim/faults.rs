@@ -53,7 +53,7 @@ impl MemberFaults {
                 FaultKind::Errors => c.error_rate = c.error_rate.max(f.rate.unwrap_or(0.0)),
                 FaultKind::Flap => {
                     let period = f.period_s.unwrap_or(1.0);
-                    if ((t - f.at_s) / period).floor() as u64 % 2 == 0 {
+                    if (((t - f.at_s) / period).floor() as u64).is_multiple_of(2) {
                         c.down = true;
                     }
                 }

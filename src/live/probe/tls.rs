@@ -9,6 +9,7 @@
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{self, CryptoProvider};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::fmt;
@@ -157,7 +158,7 @@ fn root_store(pem: &[u8]) -> Result<RootCertStore, TlsSetupError> {
 }
 
 fn cert_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsSetupError::new("certificates", e.to_string()))?;
     if certs.is_empty() {
@@ -167,9 +168,10 @@ fn cert_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsSetupError>
 }
 
 fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    rustls_pemfile::private_key(&mut &pem[..])
-        .map_err(|e| TlsSetupError::new("client key", e.to_string()))?
-        .ok_or_else(|| TlsSetupError::new("client key", "no PRIVATE KEY block in the PEM"))
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => TlsSetupError::new("client key", "no PRIVATE KEY block in the PEM"),
+        e => TlsSetupError::new("client key", e.to_string()),
+    })
 }
 
 /// Accepts any server certificate (see the module docs for why), but still checks that the

@@ -53,7 +53,7 @@ pub fn run_until<R>(
         e.pop();
         e.step(t, ev)?;
         if let Some(p) = opts.progress.as_mut() {
-            if e.events % (1 << 16) == 0 {
+            if e.events.is_multiple_of(1 << 16) {
                 p((secs(t) / at_s.max(f64::MIN_POSITIVE)).min(1.0));
             }
         }

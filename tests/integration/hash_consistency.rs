@@ -2,9 +2,7 @@
 //! only (about) its own keys, and they return when it recovers. Property tests over random
 //! weights and member sets, with a fixed seed so that every run checks the same cases.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use lbsim::balancer::MemberId;
 use lbsim::health::Outcome;
 use lbsim::{Balancer, Request};
@@ -20,13 +18,6 @@ fn runner(cases: u32) -> TestRunner {
         Config { cases, failure_persistence: None, ..Config::default() },
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed),
     )
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The `k`-th uniformly drawn key: a source IP (strategy 3) or a 40-byte path (strategy 4).

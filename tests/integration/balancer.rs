@@ -1,8 +1,6 @@
 //! The balancer's selection semantics (DESIGN §3) observed through the public API.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use lbsim::balancer::{GroupWeights, MemberId, UriHashKey};
 use lbsim::health::{HealthState, Outcome};
 use lbsim::{Balancer, Request, SelectError, Strategy};
@@ -204,13 +202,6 @@ fn key_counts(lb: &Balancer, strategy: i64, n: u32) -> BTreeMap<MemberId, u32> {
         *counts.entry(m).or_insert(0) += 1;
     }
     counts
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// DESIGN §3's tolerance: 5% relative, or four binomial standard deviations where wider.

@@ -1,7 +1,5 @@
 //! Issue 5's options in the simulator: each example scenario against itself with the option off.
 
-mod common;
-
 use lbsim::report::{MemberReport, Report};
 use lbsim::sim::{run, RunOptions, Scenario};
 use lbsim::Strategy;
@@ -55,7 +53,7 @@ fn slow_start_ramps_the_recovered_member_in_the_simulator() {
         // with none open is picked whatever its weight.
         let floor = if s == Strategy::Wlc { 0.12 } else { 0.08 };
         assert!(w[0].0 < floor, "{s}: first window near the floor: {w:?}");
-        common::assert_ramp_never_falls(&w, &s.to_string());
+        crate::support::assert_ramp_never_falls(&w, &s.to_string());
         let late = window_shares(&r, m, from + 32, 3, 5);
         assert!(late.iter().all(|x| (x.0 - 0.25).abs() < 0.04), "{s}: full share after the ramp {late:?}");
         // The same scenario without slow start: the full share in the first window.

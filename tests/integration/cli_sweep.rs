@@ -3,35 +3,11 @@
 //! the documented order; the crossover of `scenarios/sweep_wlc_vs_wrr.toml`; errors for bad
 //! `--vary` and `--metrics` (exit 2, with the path and the LBSIM code).
 
+use crate::support::{json, lbsim, ok, s, temp_dir};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lbsim");
 const SCENARIO: &str = "scenarios/sweep_wlc_vs_wrr.toml";
-
-fn lbsim(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run lbsim")
-}
-
-fn ok(o: &Output) -> &[u8] {
-    assert!(o.status.success(), "lbsim failed: {}", String::from_utf8_lossy(&o.stderr));
-    &o.stdout
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(ok(o)).expect("JSON on stdout")
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lbsim-sweep-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn scenario_text() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCENARIO)).expect("scenario")

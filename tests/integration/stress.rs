@@ -11,9 +11,7 @@
 //! - once every pick is dropped, every member's in-flight count is back to 0, including members
 //!   that were removed and re-added while their picks were open.
 
-mod common;
-
-use common::{channel, channel_json, host};
+use crate::support::{channel, channel_json, host};
 use lbsim::health::Outcome;
 use lbsim::{Balancer, MemberId, Request};
 use parking_lot::RwLock;

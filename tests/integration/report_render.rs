@@ -4,8 +4,6 @@
 //! `LBSIM_FIXTURE_DIR=/tmp cargo test --test report_render` also writes the fixture's HTML report
 //! to `/tmp/report_fixture.html` (and a crowded one to `/tmp/report_wide.html`), to look at.
 
-mod common;
-
 use lbsim::report::*;
 use std::collections::BTreeMap;
 
@@ -122,7 +120,7 @@ fn json_of_one_run_has_every_key_in_order_with_nulls() {
     let text = render(&runs[..1], OutputFormat::Json);
     assert!(text.ends_with("}\n"));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let keys = common::TOP_KEYS;
+    let keys = crate::support::TOP_KEYS;
     let obj = v.as_object().unwrap();
     for k in keys {
         assert!(obj.contains_key(k), "missing key {k}");

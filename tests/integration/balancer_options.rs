@@ -1,9 +1,7 @@
 //! Issue 5's balancer options through the public API: slow start, bounded-load hashing,
 //! outlier detection (passive health). Each is off by default.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use lbsim::balancer::MemberId;
 use lbsim::health::Outcome;
 use lbsim::{Balancer, Request};
@@ -80,7 +78,7 @@ fn slow_start_ramps_a_recovered_members_share_for_every_strategy() {
         // the second (0.5 s later): the first window averages about 4 %.
         assert!(shares[0] > 0.01 && shares[0] < 0.08, "strategy {strategy}: first window {shares:?}");
         let windows: Vec<(f64, f64)> = shares.iter().map(|&s| (s, 2000.0)).collect();
-        common::assert_ramp_never_falls(&windows, &format!("strategy {strategy}"));
+        crate::support::assert_ramp_never_falls(&windows, &format!("strategy {strategy}"));
         assert!(shares[9] > 0.19, "strategy {strategy}: near full weight at the end {shares:?}");
         assert!((after - 0.25).abs() < 0.04, "strategy {strategy}: full share after the ramp, {after}");
         // Without slow start the member takes its full share at once.

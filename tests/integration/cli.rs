@@ -2,51 +2,9 @@
 //! input errors (exit 2, with the file, the field path, the problem and its code), the output
 //! formats, the trace, and the flags.
 
-mod common;
-
-use common::TOP_KEYS;
+use crate::support::{json, lbsim, s, stderr, stdout, temp_dir, write_file, TOP_KEYS};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lbsim");
-
-fn lbsim(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run lbsim")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A fresh directory under the system temp dir, unique to this process and call.
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("lbsim-cli-{}-{tag}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-/// Writes `text` to a file named `name` in a fresh temp dir; returns its path.
-fn write_scenario(name: &str, text: &str) -> PathBuf {
-    let path = temp_dir(name.split('.').next().unwrap_or("s")).join(name);
-    std::fs::write(&path, text).expect("write scenario");
-    path
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
-}
 
 /// A valid scenario with one channel of three members; `extra` is appended.
 fn scenario(extra: &str) -> String {
@@ -199,19 +157,19 @@ fn expect_invalid(path: &Path, needles: &[&str]) -> String {
 
 #[test]
 fn unknown_field_in_traffic() {
-    let p = write_scenario("unknown_traffic.toml", &scenario("").replace("rate_rps = 200", "rate_rpz = 200"));
+    let p = write_file("unknown_traffic.toml", &scenario("").replace("rate_rps = 200", "rate_rpz = 200"));
     expect_invalid(&p, &["LBSIM.1003", "traffic.rate_rpz", "unknown field"]);
 }
 
 #[test]
 fn unknown_field_in_channel() {
-    let p = write_scenario("unknown_channel.toml", &scenario("").replace("port = 8080", "port = 8080\nbalance = 2"));
+    let p = write_file("unknown_channel.toml", &scenario("").replace("port = 8080", "port = 8080\nbalance = 2"));
     expect_invalid(&p, &["APIG.2004", "channel.balance", "unknown field"]);
 }
 
 #[test]
 fn unknown_field_in_a_member() {
-    let p = write_scenario(
+    let p = write_file(
         "unknown_member.toml",
         &scenario("").replace(r#"host = "192.168.0.2", weight = 1"#, r#"host = "192.168.0.2", wieght = 1"#),
     );
@@ -220,31 +178,30 @@ fn unknown_field_in_a_member() {
 
 #[test]
 fn wrong_type() {
-    let p = write_scenario("wrong_type.toml", &scenario("").replace("rate_rps = 200", r#"rate_rps = "fast""#));
+    let p = write_file("wrong_type.toml", &scenario("").replace("rate_rps = 200", r#"rate_rps = "fast""#));
     expect_invalid(&p, &["LBSIM.1004", "traffic.rate_rps", "invalid type"]);
-    let q = write_scenario("wrong_type_channel.toml", &scenario("").replace("port = 8080", r#"port = "8080""#));
+    let q = write_file("wrong_type_channel.toml", &scenario("").replace("port = 8080", r#"port = "8080""#));
     expect_invalid(&q, &["APIG.2002", "channel.port", "invalid type"]);
 }
 
 #[test]
 fn out_of_range_value() {
-    let p = write_scenario("range.toml", &scenario("").replace("weight = 2", "weight = 101"));
+    let p = write_file("range.toml", &scenario("").replace("weight = 2", "weight = 101"));
     expect_invalid(&p, &["APIG.2011", "channel.members[0].weight", "0-100", "101"]);
-    let q =
-        write_scenario("range_traffic.toml", &scenario("").replace("rate_rps = 200", "rate_rps = 200\nretries = 101"));
+    let q = write_file("range_traffic.toml", &scenario("").replace("rate_rps = 200", "rate_rps = 200\nretries = 101"));
     expect_invalid(&q, &["LBSIM.1002", "traffic.retries", "0-100"]);
 }
 
 #[test]
 fn semantic_conflict_timeout_not_below_interval() {
     let hc = r#"vpc_health_config = { protocol = "TCP", threshold_normal = 2, threshold_abnormal = 2, time_interval = 5, timeout = 5 }"#;
-    let p = write_scenario("timeout.toml", &scenario("").replace("port = 8080", &format!("port = 8080\n{hc}")));
+    let p = write_file("timeout.toml", &scenario("").replace("port = 8080", &format!("port = 8080\n{hc}")));
     expect_invalid(&p, &["APIG.2011", "channel.vpc_health_config.timeout", "less than time_interval"]);
 }
 
 #[test]
 fn semantic_conflict_type_and_vpc_channel_type() {
-    let p = write_scenario(
+    let p = write_file(
         "both_types.toml",
         &scenario("").replace("port = 8080", "port = 8080\ntype = 2\nvpc_channel_type = \"builtin\""),
     );
@@ -253,7 +210,7 @@ fn semantic_conflict_type_and_vpc_channel_type() {
 
 #[test]
 fn fault_naming_a_missing_member() {
-    let p = write_scenario(
+    let p = write_file(
         "fault_member.toml",
         &scenario("[[faults]]\nmember = \"192.168.9.9:8080\"\nkind = \"down\"\nat_s = 5\n"),
     );
@@ -262,7 +219,7 @@ fn fault_naming_a_missing_member() {
 
 #[test]
 fn fault_missing_its_parameter() {
-    let p = write_scenario(
+    let p = write_file(
         "fault_param.toml",
         &scenario("[[faults]]\nmember = \"192.168.0.1:8080\"\nkind = \"slow\"\nat_s = 5\n"),
     );
@@ -284,14 +241,14 @@ fn missing_file() {
 
 #[test]
 fn toml_syntax_error_has_line_and_column() {
-    let p = write_scenario("syntax.toml", "name = \"x\"\nseed = [\n");
+    let p = write_file("syntax.toml", "name = \"x\"\nseed = [\n");
     let err = expect_invalid(&p, &["LBSIM.1004", "syntax error"]);
     assert!(err.contains("line 2") && err.contains("column"), "{err}");
 }
 
 #[test]
 fn json_syntax_error_has_line_and_column() {
-    let p = write_scenario("syntax.json", "{\"name\": \"x\",\n \"seed\": }\n");
+    let p = write_file("syntax.json", "{\"name\": \"x\",\n \"seed\": }\n");
     let err = expect_invalid(&p, &["LBSIM.1004", "syntax error"]);
     assert!(err.contains("line 2") && err.contains("column"), "{err}");
 }
@@ -303,7 +260,7 @@ fn several_errors_are_reported_at_once() {
         .replace("balance_strategy = 1", "balance_strategy = 9")
         .replace("weight = 2", "weight = -1")
         .replace("rate_rps = 200", "rate_rps = -3");
-    let p = write_scenario("several.toml", &text);
+    let p = write_file("several.toml", &text);
     let err = expect_invalid(
         &p,
         &[
@@ -322,10 +279,10 @@ fn several_errors_are_reported_at_once() {
 #[test]
 fn several_unknown_fields_are_reported_at_once() {
     let text = scenario("").replace("rate_rps = 200", "rate_rps = 200\nrate = 1\nburst = 2");
-    let p = write_scenario("several_unknown.toml", &text);
+    let p = write_file("several_unknown.toml", &text);
     expect_invalid(&p, &["2 problem(s)", "LBSIM.1003: traffic.rate:", "LBSIM.1003: traffic.burst:"]);
     let text = scenario("").replace("port = 8080", "port = 8080\nbalance = 2\nhealth = 1");
-    let p = write_scenario("several_unknown_channel.toml", &text);
+    let p = write_file("several_unknown_channel.toml", &text);
     expect_invalid(&p, &["2 problem(s)", "APIG.2004: channel.balance:", "APIG.2004: channel.health:"]);
 }
 
@@ -335,16 +292,16 @@ fn unknown_field_and_invalid_value_are_reported_together() {
     // DESIGN §2: every error in the file at once. An unknown field in [traffic] plus a port out of
     // range in [channel] reports only the unknown field today.
     let text = scenario("").replace("rate_rps = 200", "rate_rpz = 200").replace("port = 8080", "port = 70000");
-    let p = write_scenario("unknown_and_range.toml", &text);
+    let p = write_file("unknown_and_range.toml", &text);
     expect_invalid(&p, &["LBSIM.1003: traffic.rate_rpz", "APIG.2011: channel.port"]);
     // Unknown fields in two sections: only the [traffic] one is reported today.
     let text =
         scenario("").replace("rate_rps = 200", "rate_rpz = 200").replace("port = 8080", "port = 8080\nbalance = 2");
-    let p = write_scenario("unknown_two_sections.toml", &text);
+    let p = write_file("unknown_two_sections.toml", &text);
     expect_invalid(&p, &["LBSIM.1003: traffic.rate_rpz", "APIG.2004: channel.balance"]);
     // Unknown field in [channel] and a bad value beside it: only the unknown one is reported.
     let text = scenario("").replace("port = 8080", "port = 70000\nbalance = 2");
-    let p = write_scenario("unknown_and_range_channel.toml", &text);
+    let p = write_file("unknown_and_range_channel.toml", &text);
     expect_invalid(&p, &["APIG.2004: channel.balance", "APIG.2011: channel.port"]);
 }
 
@@ -437,7 +394,7 @@ fn trace_has_one_line_per_attempt() {
 fn retried_counts_only_requests_with_a_second_attempt() {
     // One member, down from the start, retries = 1: every request makes one attempt (refused);
     // the retry finds nobody else to try. The trace has no attempt-2 line, yet retried == total.
-    let p = write_scenario(
+    let p = write_file(
         "one_member.toml",
         r#"name = "one"
 duration_s = 5
@@ -674,7 +631,7 @@ kind = "down"
 at_s = 40
 until_s = 50
 "#;
-    let p = write_scenario("slow_then_down.toml", &scenario(extra).replace("duration_s = 20", "duration_s = 60"));
+    let p = write_file("slow_then_down.toml", &scenario(extra).replace("duration_s = 20", "duration_s = 60"));
     let r = run_json(&["run", s(&p), "--format", "json", "--deterministic"]);
     let down = r["faults"][1]["detected_at_s"].as_f64().expect("the down fault is detected");
     assert!((40.0..50.0).contains(&down));

@@ -3,32 +3,15 @@
 //! the moment each attempt started, under each strategy. Also: exclusion reasons at time 0 and the
 //! input errors (exit 2).
 
+use crate::support::{lbsim, s, write_file};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lbsim");
-
-fn lbsim(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run lbsim")
-}
+use std::path::Path;
+use std::process::Output;
 
 fn ok_json(o: &Output) -> Value {
     assert!(o.status.success(), "lbsim failed: {}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
-}
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lbsim-explain-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write");
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// Three weighted primaries and a backup; .10 is down from 12 s to 24 s. No retries, so every
@@ -97,7 +80,7 @@ fn health_at(report: &Value, member: &str, t: f64) -> String {
 
 #[test]
 fn explain_agrees_with_traced_requests_under_every_strategy() {
-    let sc = temp_file("fault.toml", FAULTY);
+    let sc = write_file("fault.toml", FAULTY);
     for strategy in ["wrr", "wlc", "sh", "uri"] {
         let trace = sc.with_file_name(format!("trace-{strategy}.jsonl"));
         let run = lbsim(&[
@@ -207,7 +190,7 @@ fn explain_names_each_exclusion_at_time_zero() {
     let text = FAULTY
         .replace(r#"{ host = "10.9.0.11", weight = 2 }"#, r#"{ host = "10.9.0.11", weight = 2, status = 2 }"#)
         .replace(r#"{ host = "10.9.0.12", weight = 1 }"#, r#"{ host = "10.9.0.12", weight = 0 }"#);
-    let sc = temp_file("reasons.toml", &text);
+    let sc = write_file("reasons.toml", &text);
     let ex = ok_json(&lbsim(&["explain", s(&sc), "--client", "192.0.2.1", "--uri", "/a", "--format", "json"]));
     let ch = &ex["channels"][0];
     let codes: Vec<Value> =
@@ -238,7 +221,7 @@ fn explain_names_each_exclusion_at_time_zero() {
 
 #[test]
 fn explain_rejects_bad_input_with_exit_2() {
-    let sc = temp_file("bad.toml", FAULTY);
+    let sc = write_file("bad.toml", FAULTY);
     for (args, needle) in [
         (vec!["--client", "not-an-ip", "--uri", "/a"], "--client"),
         (vec!["--client", "192.0.2.1", "--uri", "/a", "--at", "99"], "--at must be within 0-36"),

@@ -8,6 +8,7 @@
 //! status. Every test is bounded in count and time; the tests of this file run one at a time so
 //! that each one's memory measurement is its own.
 
+use crate::support::{own_process, run_module_in_own_process};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -27,11 +28,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The module's tests measure the process's resident set, so they run in a process of their own.
+#[test]
+fn in_own_process() {
+    run_module_in_own_process("live_faults", 7);
+}
+
 const LIMIT: Duration = Duration::from_secs(60);
 /// Resident-set growth allowed over one fault run (allocator caches, tokio's worker queues).
 const RSS_BUDGET: u64 = 64 << 20;
 
-/// One test at a time: resident-set measurements are per process.
+/// One test at a time: resident-set measurements are per process (and the module runs in a process
+/// of its own: `in_own_process`).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn assert_rss_bounded(before: u64) {
@@ -163,6 +171,9 @@ fn reason(r: &lbsim::live::stats::RequestFigures, key: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backends_killed_and_restarted_mid_load() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         // Two of three members flap: every 0.4 s their listener and open connections are torn
@@ -217,6 +228,9 @@ async fn silent_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_never_answers_gets_504_and_every_request_is_counted() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         let sc = scenario(r#"{ host = "192.168.0.1" }"#, "", 1, 100);
@@ -247,6 +261,9 @@ async fn a_backend_that_never_answers_gets_504_and_every_request_is_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_clients_are_cut_off_and_others_are_served() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         let sc = scenario(r#"{ host = "192.168.0.1" }, { host = "192.168.0.2" }"#, "", 1, 100);
@@ -308,6 +325,9 @@ async fn slowloris_clients_are_cut_off_and_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_disconnect_mid_body_are_counted_as_aborted() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         let sc = scenario(r#"{ host = "192.168.0.1" }"#, "", 1, 100);
@@ -338,6 +358,9 @@ async fn clients_that_disconnect_mid_body_are_counted_as_aborted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_and_headers_over_the_limits_get_413_and_431() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         let sc = scenario(r#"{ host = "192.168.0.1" }"#, "", 1, 100);
@@ -390,6 +413,9 @@ async fn bodies_and_headers_over_the_limits_get_413_and_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_get_503_and_the_limit_holds() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         const MAX: usize = 40;
@@ -440,6 +466,9 @@ async fn connections_over_the_limit_get_503_and_the_limit_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_leave_while_the_member_thinks_are_counted_and_their_attempts_end() {
+    if !own_process("live_faults") {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     tokio::time::timeout(LIMIT, async {
         let sc = scenario(r#"{ host = "192.168.0.1" }"#, "", 1, 100);

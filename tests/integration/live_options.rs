@@ -3,8 +3,6 @@
 //! its real 500 answers; the member slow-starts when its ejection ends; `backup_mode = "first"`,
 //! panic mode and bounded-load hashing decide where real requests go. Bounded in time and count.
 
-mod common;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -151,7 +149,7 @@ async fn a_returning_member_slow_starts_through_the_proxy() {
     assert!(shares.iter().all(|&(_, n)| n >= 30), "too few requests per window: {shares:?}");
     assert!(shares[0].0 <= 0.25, "the first window is near the floor: {shares:?}");
     let windows: Vec<(f64, f64)> = shares.iter().map(|&(s, n)| (s, n as f64)).collect();
-    common::assert_ramp_never_falls(&windows, "live slow start");
+    crate::support::assert_ramp_never_falls(&windows, "live slow start");
     assert!(shares[9].0 >= 0.38, "the ramp ends near an even split: {shares:?}");
     let (after, _) = share(Duration::from_millis(3050), Duration::from_millis(3500));
     assert!((after - 0.5).abs() <= 0.1, "even after the ramp: {after}");

@@ -138,7 +138,7 @@ fn last_written(all: &[(String, String, Value)]) -> Option<u64> {
 fn run_child_until_killed(path: &Path, kill_after: usize) -> Vec<u64> {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)
-        .args(["writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["control_store::writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -148,7 +148,7 @@ fn run_child_until_killed(path: &Path, kill_after: usize) -> Vec<u64> {
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // The first line also holds libtest's `test writer_child ... `.
+            // The first line also holds libtest's `test control_store::writer_child ... `.
             if let Some(n) = line.rsplit_once(ACK).and_then(|(_, n)| n.parse::<u64>().ok()) {
                 if tx.send(n).is_err() {
                     break;
