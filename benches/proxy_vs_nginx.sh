@@ -113,7 +113,7 @@ strategy_label() {
     sh) echo "source-IP hash" ;;
   esac
 }
-strategy_code() { # the seed's balance_strategy number
+strategy_code() { # the create-VPC-channel API's balance_strategy number
   case $1 in wrr) echo 1 ;; wlc) echo 2 ;; sh) echo 3 ;; uri) echo 4 ;; esac
 }
 # shellcheck disable=SC2016 # nginx variables, not shell ones

@@ -14,7 +14,7 @@
 # data and missing auth rejected, unknown methods answered 405. Left out: the checks that
 # assume a document states every rule (positive_data_acceptance: a body the schema allows may
 # still break a cross-field rule such as timeout < time_interval, and must get 400) and the
-# resource-lifecycle checks whose ids schemathesis cannot link through the seeds' bodies.
+# resource-lifecycle checks whose ids schemathesis cannot link through the cloud APIs' bodies.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

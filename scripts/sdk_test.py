@@ -4,11 +4,11 @@
 Run by scripts/sdk_test.sh, which installs the pinned SDKs in a venv and starts the server:
     python scripts/sdk_test.py --endpoint http://127.0.0.1:PORT --ak AK --sk SK [--verbose]
 
-Every seed endpoint is called through the SDK's own request and response classes, signed with
+Every cloud API endpoint is called through the SDK's own request and response classes, signed with
 AK/SK (BasicCredentials with the project id given, so no identity service is asked):
-  roma  create_project_vpc_channel, create_member_group (seeds 001, 000)
-  ga    create_endpoint_group, create_endpoint (seed 003, DESIGN section 9's add-endpoint)
-  sdrs  create_protection_group, show_job_status, start_failover_protection_group (seed 004)
+  roma  create_project_vpc_channel, create_member_group (create VPC channel, add or update member groups)
+  ga    create_endpoint_group, create_endpoint (add endpoint group; GA's add-endpoint call, docs/architecture.md §9)
+  sdrs  create_protection_group, show_job_status, start_failover_protection_group (create protection group, failover)
 plus the reads that show what was made, and a wrongly signed call that must get 401.
 Each response must parse into the SDK's response object without a type-conversion warning; key
 fields are checked. Exits non-zero on the first failure. Every call has a bounded timeout.
@@ -82,7 +82,7 @@ def wait_job(client, check, job_id, what):
 
 
 def vpc_channel_body(name):
-    """Seed 001's example request, with a name of our own."""
+    """The create-VPC-channel API's example request, with a name of our own."""
     return roma.ProjectVpcCreate(
         name=name, port=22, balance_strategy=1, member_type="ip",
         vpc_health_config=roma.VpcHealthConfig(
@@ -163,7 +163,7 @@ def test_ga(client, check, channel):
     check.eq("listeners", [x.id for x in group.listeners or []], ["1b11747a-b139-492f-9692-2df0b1c87193"])
     check.true("request_id", bool(resp.request_id))
 
-    # VPC_CHANNEL is lbsim's resource type (DESIGN section 9); the SDK's EndpointType enum does not
+    # VPC_CHANNEL is lbsim's resource type (docs/architecture.md §9); the SDK's EndpointType enum does not
     # list it, so it goes as a plain string and comes back as an empty EndpointType object.
     added = client.create_endpoint(ga.CreateEndpointRequest(
         endpoint_group_id=group.id,

@@ -2,7 +2,7 @@
 //! endpoint group and SDRS protection group APIs, and a deterministic simulator that drives
 //! synthetic traffic through it.
 //!
-//! The balancer takes the seed's "create VPC channel" body verbatim:
+//! The balancer takes the body of ROMA Connect's create-VPC-channel API verbatim:
 //!
 //! ```
 //! use lbsim::{Balancer, Request, model::VpcChannel};
@@ -17,9 +17,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules: [`model`] (the seeds' bodies and validation), [`balancer`] (the embeddable core),
+//! Modules: [`model`] (the cloud APIs' bodies and validation), [`balancer`] (the embeddable core),
 //! [`health`] (the threshold state machine); with feature `sim`, `sim` (the simulator) and
-//! `report` (reports and renderers); with feature `cli`, the command line.
+//! `report` (reports and renderers); with feature `cli`, the command line. How the layers fit and
+//! what each promises: `docs/architecture.md`.
 // One audited `unsafe` block, in `balancer/reader.rs` (the per-thread snapshot cache).
 #![deny(unsafe_code)]
 

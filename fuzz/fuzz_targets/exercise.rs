@@ -1,4 +1,4 @@
-//! Shared by the scenario and seed-body targets: a channel that validated must build a balancer,
+//! Shared by the scenario and API-body targets: a channel that validated must build a balancer,
 //! and every pick from it must be one of the channel's members.
 
 use lbsim::balancer::Options;

@@ -1,5 +1,5 @@
-//! The balancer's options: the strategy and the `[balancer]` table of DESIGN §5, each off (or
-//! the seed's meaning) by default.
+//! The balancer's options: the strategy and the `[balancer]` table of architecture.md §5, each
+//! off (or the create-VPC-channel API's meaning) by default.
 
 use super::UriHashKey;
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ pub enum Strategy {
 impl Strategy {
     pub const ALL: [Strategy; 4] = [Strategy::Wrr, Strategy::Wlc, Strategy::SourceIp, Strategy::UriHash];
 
-    /// From the seed's `balance_strategy` number.
+    /// From the create-VPC-channel API's `balance_strategy` number.
     pub fn from_code(code: i64) -> Option<Strategy> {
         match code {
             1 => Some(Strategy::Wrr),
@@ -80,7 +80,8 @@ impl std::str::FromStr for Strategy {
 #[serde(rename_all = "snake_case")]
 pub enum GroupWeights {
     /// A member in a group that has a `member_group_weight` takes that weight in place of its
-    /// own; others keep their own (the seed's wording).
+    /// own; others keep their own (as the create-VPC-channel and add-or-update-member-groups APIs
+    /// word it).
     #[default]
     Inherit,
     /// Pick a group by group weight among groups with an eligible member, then a member inside
@@ -93,7 +94,8 @@ pub enum GroupWeights {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupMode {
-    /// Balance across all eligible backups (the seed's meaning).
+    /// Balance across all eligible backups (the create-VPC-channel API's meaning: backups work
+    /// when every non-backup member is faulty).
     #[default]
     All,
     /// The first eligible backup, in member order, takes everything (HAProxy's default).
@@ -109,7 +111,7 @@ pub enum InitialHealth {
     Unhealthy,
 }
 
-/// Options of the balancer that the seed's body cannot carry (the scenario's `[balancer]`).
+/// Options of the balancer that the create-VPC-channel body cannot carry (the scenario's `[balancer]`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {

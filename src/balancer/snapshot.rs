@@ -91,7 +91,7 @@ pub(crate) fn build_active(input: &BuildInput<'_>, previous: Option<&Active>) ->
     let backups =
         || (0..members.len()).filter(|&i| members[i].backup && eligible(i)).map(|i| i as u32).collect::<Vec<u32>>();
     // Panic mode: healthy primaries under `panic_threshold` percent of the enabled ones and no
-    // eligible backup (backups come first, as the seed says): spread over every enabled primary.
+    // eligible backup (backups come first, as the create-VPC-channel API says): spread over every enabled primary.
     let enabled_primaries: Vec<u32> =
         (0..members.len()).filter(|&i| !members[i].backup && enabled(i)).map(|i| i as u32).collect();
     if let Some(threshold) = input.panic_threshold {

@@ -1,4 +1,4 @@
-//! `lbsim explain`: why a request goes where it goes at a simulated moment (DESIGN §6).
+//! `lbsim explain`: why a request goes where it goes at a simulated moment (architecture.md §6).
 //!
 //! The simulator runs the scenario deterministically up to `--at` ([`sim::run_until`]); then, for
 //! each channel, every member is listed with what keeps it out of the eligible set (disabled,

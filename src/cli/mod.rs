@@ -1,4 +1,4 @@
-//! The command-line interface (DESIGN §6). Exit codes: 0 ok, 2 invalid input, 1 runtime failure.
+//! The command-line interface (architecture.md §6). Exit codes: 0 ok, 2 invalid input, 1 runtime failure.
 
 use crate::balancer::Strategy;
 use crate::report::{render_comparison, render_run, OutputFormat, Report};
@@ -17,7 +17,10 @@ mod sweep;
 #[command(
     name = "lbsim",
     version,
-    about = "Load-balancing data plane and deterministic simulator for the seeds' channel APIs"
+    about = concat!(
+        "Load-balancing data plane and deterministic simulator for the ROMA Connect / APIG VPC channel, ",
+        "ZStack server group, GA endpoint group and SDRS protection group APIs"
+    )
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,8 +43,8 @@ enum Command {
     /// Run a grid of variants of a scenario (--vary FIELD=FROM..TO:POINTS or =A,B,C) under each
     /// strategy, in parallel, and report the chosen metrics against the varied parameters.
     Sweep(sweep::SweepArgs),
-    /// The seeds' REST APIs (ROMA VPC channels, ZStack, GA, SDRS) over the live data plane, on
-    /// loopback, until Ctrl-C.
+    /// The cloud APIs' REST endpoints (ROMA VPC channels, ZStack, GA, SDRS) over the live data
+    /// plane, on loopback, until Ctrl-C.
     #[cfg(feature = "live")]
     Serve(serve::ServeArgs),
     /// Check a scenario file and print every problem at once (exit 2 when there are any).

@@ -1,4 +1,4 @@
-//! `lbsim serve`: the control API (DESIGN §6, §9) until Ctrl-C.
+//! `lbsim serve`: the control API (architecture.md §6, §9) until Ctrl-C.
 
 use super::live::{logging, runtime};
 use super::{load, Failure};

@@ -1,6 +1,6 @@
 //! `lbsim sweep`: a grid of variants of a scenario (the cartesian product of the `--vary` axes),
 //! each run under each strategy, in parallel on all cores (rayon), then the chosen metrics against
-//! the varied fields (DESIGN §6).
+//! the varied fields (architecture.md §6).
 //!
 //! Each variant is the scenario file with the axes' values set in its parsed value tree, then
 //! validated as `lbsim run` validates the file, and run with the scenario's seed and without the

@@ -2,7 +2,7 @@
 //! per simulated member, and health probes.
 //!
 //! A member whose host is a loopback address is proxied to itself (`host:port`); any other
-//! member is played by a loopback backend started for it (DESIGN §9), with its `[[backends]]`
+//! member is played by a loopback backend started for it (architecture.md §9), with its `[[backends]]`
 //! behaviour when the server started from a scenario.
 //!
 //! A change ([`ChannelRuntime::apply`]) never drops a request: backends of new members start and

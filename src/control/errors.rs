@@ -2,9 +2,9 @@
 //!
 //! | family | shape |
 //! | --- | --- |
-//! | ROMA (seeds 000, 001), GA (003), `/lbsim` | `{"error_code", "error_msg", "request_id"}` |
-//! | ZStack (002) | `{"error": {"code", "description", "details"}}` |
-//! | SDRS (004) | `{"badrequest" \| "itemNotFound" \| "error": {"code", "message"}}` |
+//! | ROMA Connect (VPC channels, member groups), GA, `/lbsim` | `{"error_code", "error_msg", "request_id"}` |
+//! | ZStack | `{"error": {"code", "description", "details"}}` |
+//! | SDRS | `{"badrequest" \| "itemNotFound" \| "error": {"code", "message"}}` |
 //!
 //! A 400 also lists every validation error (`errors`: code, parameter path, message) next to the
 //! family's fields, so that a client sees all of them at once; `error_code`/`error_msg` carry the

@@ -1,4 +1,4 @@
-//! Global Accelerator (seed 003): endpoint groups, and the add-endpoint call that puts a VPC
+//! Global Accelerator (the add-endpoint-group API): endpoint groups, and the add-endpoint call that puts a VPC
 //! channel into one (`{"endpoint": {"resource_id", "resource_type": "VPC_CHANNEL", "weight"}}`).
 //! Answers carry GA's `request_id`.
 

@@ -1,6 +1,6 @@
 //! Identifiers and timestamps of the control API's resources and requests.
 //!
-//! Ids look like the seeds' (32 lowercase hex digits for ROMA, ZStack and SDRS; the 8-4-4-4-12
+//! Ids look like the cloud APIs' (32 lowercase hex digits for ROMA, ZStack and SDRS; the 8-4-4-4-12
 //! uuid form for GA and request ids). They are unique within a server and across restarts:
 //! each is a hash of a per-process seed (start time and process id) and a counter.
 
@@ -49,7 +49,7 @@ pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Now as the seeds write times: `2020-07-23T07:24:33Z`.
+/// Now as the cloud APIs write times: `2020-07-23T07:24:33Z`.
 pub fn now_utc() -> String {
     utc(unix_now())
 }
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn times_in_the_seeds_format() {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        // The seed's example: 2020-07-23T07:24:33Z.
+        // The add-or-update-member-groups API's example: 2020-07-23T07:24:33Z.
         assert_eq!(utc(1_595_489_073), "2020-07-23T07:24:33Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc(-1), "1969-12-31T23:59:59Z");

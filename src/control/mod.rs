@@ -1,4 +1,4 @@
-//! `lbsim serve`: the seeds' REST endpoints over the live data plane (DESIGN §9).
+//! `lbsim serve`: the cloud APIs' REST endpoints over the live data plane (architecture.md §9).
 //!
 //! A hyper 1 server with a small router over path segments: the API is a fixed table of
 //! [`ROUTES`] (method, path template, API family), which is also what the OpenAPI document is
@@ -282,14 +282,15 @@ impl Reply {
 
 pub type Handled = Result<Reply, ApiError>;
 
-/// Parses and validates a seed body: every problem at once.
+/// Parses and validates a cloud API's request body (one of `model`'s types): every problem at once.
 pub fn seed_body<T: Validate + DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::invalid(T::API, model::Problem::Malformed, "", "the body is not UTF-8"))?;
     model::parse_body::<T>(text).map_err(|e| ApiError::validation(T::API, e))
 }
 
-/// Parses a body that no seed defines (lbsim's own, or the seeds' smaller calls).
+/// Parses a body that `model` does not define (lbsim's own, or the APIs' smaller calls such as
+/// GA's add-endpoint and SDRS's failover action).
 pub fn plain_body<T: DeserializeOwned>(api: Api, body: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::invalid(api, model::Problem::Malformed, "", "the body is not UTF-8"))?;

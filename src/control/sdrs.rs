@@ -1,4 +1,4 @@
-//! SDRS (seed 004): protection groups over a project's channels, created, failed over and
+//! SDRS (the create-protection-group API): protection groups over a project's channels, created, failed over and
 //! deleted by asynchronous jobs (`{"job_id"}` at once; `GET /v1/{project_id}/jobs/{job_id}`
 //! reports RUNNING, then SUCCESS). Members carry an availability zone (`[[backends]] az` of the
 //! scenario): while a group is available, its target AZ's members take no traffic; once a

@@ -97,7 +97,7 @@ impl Handler {
         Handler { inner: Arc::new(Shared { control, auth, max_body_bytes }) }
     }
 
-    /// The answer to one request, never an error: failures are the seeds' error bodies.
+    /// The answer to one request, never an error: failures are the cloud APIs' error bodies.
     pub async fn handle<B>(&self, req: hyper::Request<B>) -> hyper::Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,

@@ -25,7 +25,7 @@
 //!   so such requests are refused ([`SignError::UnsignedPayload`]).
 //!
 //! Known difference from the SDK: it sorts repeated query values as Python values, so integers
-//! of one repeated key sort numerically there and as text here. No seed endpoint has such a key.
+//! of one repeated key sort numerically there and as text here. No endpoint of the cloud APIs has such a key.
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;

@@ -45,7 +45,7 @@ impl Stamp {
     }
 }
 
-/// A VPC channel as stored: the seed's body (with one instance id) and the ids and times the API
+/// A VPC channel as stored: the create-VPC-channel body (with one instance id) and the ids and times the API
 /// gave its parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelRecord {

@@ -1,7 +1,7 @@
-//! ROMA Connect VPC channels (seeds 000 and 001): create per instance, show, list, replace,
-//! delete; member groups (upsert by name, the first duplicate wins); members (upsert by
-//! identity `host:port`, delete by id). Every change goes through the channel's data plane
-//! before it is acknowledged.
+//! ROMA Connect VPC channels (the create-VPC-channel and add-or-update-member-groups APIs):
+//! create per instance, show, list, replace, delete; member groups (upsert by name, the first
+//! duplicate wins); members (upsert by identity `host:port`, delete by id). Every change goes
+//! through the channel's data plane before it is acknowledged.
 
 use super::dataplane::{ChannelRuntime, DataPlaneError};
 use super::errors::ApiError;
@@ -36,7 +36,7 @@ fn data_plane_error(ctx: Option<&Ctx>, e: DataPlaneError) -> ApiError {
     }
 }
 
-/// Creates one channel per instance id of `body` in `project` (the seed's answer lists them).
+/// Creates one channel per instance id of `body` in `project` (the create-VPC-channel API's answer lists them).
 pub async fn create_channels(control: &Control, project: &str, body: &VpcChannel) -> Result<Vec<Value>, ApiError> {
     let mut reg = control.registry.lock().await;
     if reg.channels_of(project).any(|c| c.channel.name == body.name) {
@@ -332,7 +332,7 @@ pub fn info(rec: &ChannelRecord, rt: Option<&ChannelRuntime>) -> Value {
     })
 }
 
-/// `MemberGroupInfo` (with seed 000's `version` and `port` as well).
+/// `MemberGroupInfo` (with the add-or-update-member-groups API's `version` and `port` as well).
 fn group_info(rec: &ChannelRecord, g: &crate::model::MemberGroup) -> Value {
     let stamp = rec.groups.get(&g.member_group_name);
     json!({

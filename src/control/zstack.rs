@@ -1,4 +1,4 @@
-//! ZStack (seed 002): add weighted backend servers (`servers`: IPs, `vmNics`: NIC uuids) to a
+//! ZStack (the add-backend-servers API): add weighted backend servers (`servers`: IPs, `vmNics`: NIC uuids) to a
 //! server group. A server group here is a VPC channel: `serverGroupUuid` is the channel's id.
 //! Errors answer in ZStack's `{"error": {"code", "description", "details"}}` shape.
 

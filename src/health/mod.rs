@@ -20,7 +20,7 @@ pub enum Outcome {
     Failure,
 }
 
-/// A member's health as reported (`health_status` in the seed's response).
+/// A member's health as reported (`health_status` in the create-VPC-channel API's response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HealthState {
     /// No check is configured, or it is disabled.

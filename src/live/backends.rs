@@ -1,4 +1,4 @@
-//! Loopback HTTP backends that play the scenario's members (DESIGN §9).
+//! Loopback HTTP backends that play the scenario's members (architecture.md §9).
 //!
 //! One hyper HTTP/1.1 server per member on `127.0.0.1:0`. Every request is answered after the
 //! member's modelled service time (`service.sample * speed * slow factor`, one seeded random

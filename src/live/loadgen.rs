@@ -1,4 +1,4 @@
-//! Open-loop load generator (DESIGN §9): the scenario's traffic on real sockets.
+//! Open-loop load generator (architecture.md §9): the scenario's traffic on real sockets.
 //!
 //! Requests start at the scenario's arrival times (`Traffic::next_gap`, seeded as the simulator
 //! seeds it) whether or not earlier ones have completed, each in its own task. Paths follow the

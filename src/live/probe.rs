@@ -1,5 +1,5 @@
 //! Real health probes on loopback: TCP connect, HTTP and HTTPS, feeding the balancer's pure
-//! threshold state machine (DESIGN.md §4, §9).
+//! threshold state machine (architecture.md §4, §9).
 //!
 //! - [`probe_once`] runs one check against an address and says why it failed.
 //! - [`spawn_probes`] runs one independent task per member, every `time_interval`, the first
@@ -60,7 +60,7 @@ pub struct ProbeResult {
     pub elapsed: Duration,
 }
 
-/// Why a check failed (DESIGN.md §4).
+/// Why a check failed (architecture.md §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProbeFailure {

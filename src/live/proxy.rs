@@ -4,7 +4,7 @@
 //! Per request: the client's address (the socket peer, or a trusted header when configured)
 //! and the path go to `select`; the body is read up to `max_body_bytes` (so it can be retried);
 //! the upstream exchange holds the pick (and so the member's WLC in-flight count) until the
-//! response body ends. Failed attempts are retried as the scenario's `retries` says (DESIGN §5):
+//! response body ends. Failed attempts are retried as the scenario's `retries` says (architecture.md §5):
 //! a refused connection, a timeout, a 503 (a member's full queue), and a reset before any
 //! response byte for idempotent methods; hash strategies retry the key's next member in its
 //! preference order. `X-Forwarded-For` gets the peer's address appended. Shutdown stops

@@ -2,7 +2,7 @@
 //!
 //! Starts a loopback backend per member (or maps members onto running servers), the balancer,
 //! the real health probes, the proxy and, with a duration, the load generator with the
-//! scenario's traffic; then reports in DESIGN §7's format with `"mode": "live"`.
+//! scenario's traffic; then reports in architecture.md §7's format with `"mode": "live"`.
 
 use super::backends::{self, Backends, LiveClock};
 use super::loadgen::{self, LoadPlan, LoadResult};

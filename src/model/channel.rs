@@ -1,9 +1,11 @@
-//! Seed 001: ROMA Connect "create VPC channel in a project" request body, field for field.
+//! ROMA Connect's create-VPC-channel API (a VPC channel in a project): its request body, field for
+//! field.
 
 use super::enums::{CheckMethod, CheckProtocol, MemberType, ServiceType, VpcChannelType, WorkloadType};
 use serde::{Deserialize, Serialize};
 
-/// A VPC channel: one balancer. The seed's request body verbatim (JSON, or the same fields in TOML).
+/// A VPC channel: one balancer. The create-VPC-channel API's request body verbatim (JSON, or the
+/// same fields in TOML).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VpcChannel {
@@ -30,8 +32,9 @@ pub struct VpcChannel {
     pub instance_ids: Vec<String>,
 }
 
-/// `MemberGroupCreate` (seeds 000 and 001). Seed 000's microservice example sends `version` and
-/// `port`; they are accepted as `microservice_version` and `microservice_port`.
+/// `MemberGroupCreate` (the add-or-update-member-groups and create-VPC-channel APIs). The
+/// add-or-update-member-groups API's microservice example sends `version` and `port`; they are
+/// accepted as `microservice_version` and `microservice_port`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberGroup {
@@ -187,7 +190,7 @@ pub struct NacosUserInfo {
     pub password: String,
 }
 
-/// Seed 000: "add or update member groups" body.
+/// ROMA Connect's add-or-update-member-groups API: its request body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberGroupsBody {

@@ -1,7 +1,8 @@
-//! Enumerated strings of the seeds. They match case-insensitively (the seed's own example
-//! sends `"protocol": "http"`) and serialize in the seed's canonical spelling.
+//! Enumerated strings of the cloud APIs' bodies. They match case-insensitively (the
+//! create-VPC-channel API's own example sends `"protocol": "http"`) and serialize in the API
+//! documents' canonical spelling.
 
-/// Declares an enum of seed strings: case-insensitive `Deserialize`/`FromStr`, canonical
+/// Declares an enum of the APIs' strings: case-insensitive `Deserialize`/`FromStr`, canonical
 /// `Serialize`/`Display`. An unknown value is a serde error that lists the accepted ones.
 macro_rules! seed_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {

@@ -1,17 +1,17 @@
-//! Validation errors in the seeds' style: a code, the parameter's path, and what is wrong.
+//! Validation errors in the cloud APIs' error style: a code, the parameter's path, and what is wrong.
 
 use std::fmt;
 
 /// Which API family a body belongs to; decides the error-code style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
-    /// ROMA Connect / APIG (seeds 000, 001): `APIG.xxxx`.
+    /// ROMA Connect / APIG (the create-VPC-channel and add-or-update-member-groups APIs): `APIG.xxxx`.
     Roma,
-    /// ZStack (seed 002): `SYS.xxxx`.
+    /// ZStack (the add-backend-servers API): `SYS.xxxx`.
     Zstack,
-    /// Global Accelerator (seed 003): `GA.xxxx`.
+    /// Global Accelerator (the add-endpoint-group API): `GA.xxxx`.
     Ga,
-    /// SDRS (seed 004): `SDRS.xxxx`.
+    /// SDRS (the create-protection-group API): `SDRS.xxxx`.
     Sdrs,
     /// lbsim's own scenario sections (`[balancer]`, `[traffic]`, ...): `LBSIM.xxxx`.
     Scenario,

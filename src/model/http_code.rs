@@ -10,7 +10,7 @@ pub struct HttpCodes {
 }
 
 impl HttpCodes {
-    /// Parses the seed's format. Whitespace around items is allowed; an empty item is not.
+    /// Parses the create-VPC-channel API's format. Whitespace around items is allowed; an empty item is not.
     pub fn parse(s: &str) -> Result<HttpCodes, String> {
         if s.trim().is_empty() {
             return Err("must list at least one status code".into());

@@ -1,15 +1,16 @@
-//! The seeds' request bodies as serde types, and their validation.
+//! The cloud APIs' request bodies as serde types, and their validation
+//! (docs/architecture.md §2).
 //!
-//! | seed | type |
+//! | API | type |
 //! | --- | --- |
-//! | 000 add or update member groups | [`MemberGroupsBody`] |
-//! | 001 create VPC channel | [`VpcChannel`] |
-//! | 002 ZStack add backend servers | [`BackendServersBody`] |
-//! | 003 GA add endpoint group | [`EndpointGroupBody`] |
-//! | 004 SDRS create protection group | [`ProtectionGroupBody`] |
+//! | ROMA Connect's add-or-update-member-groups API | [`MemberGroupsBody`] |
+//! | ROMA Connect's create-VPC-channel API | [`VpcChannel`] |
+//! | ZStack's add-backend-servers API | [`BackendServersBody`] |
+//! | Global Accelerator's add-endpoint-group API | [`EndpointGroupBody`] |
+//! | SDRS's create-protection-group API | [`ProtectionGroupBody`] |
 //!
-//! Every type rejects unknown fields. [`Validate::validate`] checks every rule the seeds state
-//! and returns all problems at once, each with its code in the seed's style (`APIG.2011`,
+//! Every type rejects unknown fields. [`Validate::validate`] checks every rule the API documents
+//! state and returns all problems at once, each with its code in its API's style (`APIG.2011`,
 //! `SYS.1007`, ...) and the parameter's path (`members[2].weight`). [`parse_body`] does both, and
 //! reports every unknown field of a body rather than only the first.
 
@@ -28,7 +29,7 @@ pub use http_code::HttpCodes;
 pub use others::*;
 pub use parse::{from_json, from_value, from_value_collect, parse_text, Format};
 
-/// Checks every rule a seed states for its body.
+/// Checks every rule an API document states for its body.
 pub trait Validate {
     /// The API family whose error codes this body uses.
     const API: Api;
@@ -52,7 +53,7 @@ pub fn parse_body<T: Validate + serde::de::DeserializeOwned>(json: &str) -> Resu
 
 impl VpcChannel {
     /// The member groups in effect: when a name is defined twice, the first definition wins
-    /// (the seed's rule), and the later ones are dropped.
+    /// (the add-or-update-member-groups API's rule), and the later ones are dropped.
     pub fn effective_member_groups(&self) -> Vec<&MemberGroup> {
         first_wins(&self.member_groups)
     }

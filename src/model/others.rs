@@ -1,10 +1,11 @@
-//! Seeds 002 (ZStack backend servers), 003 (GA endpoint group) and 004 (SDRS protection group).
+//! The request bodies of ZStack's add-backend-servers API, Global Accelerator's
+//! add-endpoint-group API and SDRS's create-protection-group API.
 
 use super::enums::DrType;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Seed 002: ZStack "add backend servers to a server group" body.
+/// ZStack's add-backend-servers API (to a server group): its request body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackendServersBody {
@@ -25,7 +26,7 @@ pub struct BackendServersParams {
     pub servers: Vec<BTreeMap<String, String>>,
 }
 
-/// Seed 003: GA "add endpoint group" body.
+/// Global Accelerator's add-endpoint-group API: its request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointGroupBody {
@@ -51,7 +52,7 @@ pub struct ListenerId {
     pub id: String,
 }
 
-/// Seed 004: SDRS "create protection group" body.
+/// SDRS's create-protection-group API: its request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectionGroupBody {

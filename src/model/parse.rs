@@ -36,7 +36,7 @@ pub fn parse_text(text: &str, format: Format, api: Api) -> Result<Value, Validat
     parsed.map_err(|msg| FieldError::new(api, Problem::Malformed, "", format!("syntax error: {msg}")).into())
 }
 
-/// Parses a JSON body of one of the seeds' types.
+/// Parses a JSON body of one of the cloud APIs' types.
 pub fn from_json<T: DeserializeOwned>(text: &str, api: Api) -> Result<T, ValidationErrors> {
     from_value(parse_text(text, Format::Json, api)?, api)
 }

@@ -1,4 +1,4 @@
-//! Reports (DESIGN §7): the figures of one run, and their renderers (JSON, terminal table,
+//! Reports (architecture.md §7): the figures of one run, and their renderers (JSON, terminal table,
 //! CSV, self-contained HTML with charts).
 //!
 //! Every key of the JSON form is always present: a figure that does not apply is `null` (or `[]`

@@ -1,5 +1,5 @@
 //! The renderer dispatcher: one entry point, [`render`], over the four output formats of
-//! `--format` (DESIGN §6), and the number formatting the text formats share.
+//! `--format` (architecture.md §6), and the number formatting the text formats share.
 //!
 //! ```
 //! # use lbsim::report::{render, OutputFormat, Report};
@@ -19,7 +19,7 @@ pub enum OutputFormat {
     /// Aligned plain-text columns for a terminal.
     #[default]
     Table,
-    /// The DESIGN §7 object (`{"runs": [...]}` for several runs).
+    /// The architecture.md §7 object (`{"runs": [...]}` for several runs).
     Json,
     /// One row per run and member.
     Csv,
@@ -97,7 +97,7 @@ pub fn render(runs: &[Report], format: OutputFormat) -> String {
     }
 }
 
-/// DESIGN §7: one run is the `Report` object, several are `{"runs": [...]}`.
+/// architecture.md §7: one run is the `Report` object, several are `{"runs": [...]}`.
 fn json(runs: &[Report]) -> String {
     json_text(match runs {
         [one] => serde_json::to_string_pretty(one),

@@ -1,4 +1,4 @@
-//! The deterministic discrete-event simulator (DESIGN §4-§7).
+//! The deterministic discrete-event simulator (architecture.md §4-§7).
 //!
 //! Virtual time only: the clock jumps from event to event (a radix heap ordered by time, then
 //! by insertion order; the next arrival waits beside it and runs after the queued events of its

@@ -1,7 +1,7 @@
-//! Scenario files (DESIGN §5): TOML or JSON by extension. The seed bodies (`[channel]`,
-//! `[[endpoint_groups]]`, `[[server_groups]]`, `[protection_group]`, `[[changes]]`) are the seeds'
-//! request bodies field for field and are checked by the seed validators with their own error
-//! codes; lbsim's own sections use `LBSIM.xxxx` codes. Every error of a file is reported at once.
+//! Scenario files (architecture.md §5): TOML or JSON by extension. The API bodies (`[channel]`,
+//! `[[endpoint_groups]]`, `[[server_groups]]`, `[protection_group]`, `[[changes]]`) are the cloud
+//! APIs' request bodies field for field and are checked by `model`'s validators with their own
+//! error codes; lbsim's own sections use `LBSIM.xxxx` codes. Every error of a file is reported at once.
 
 // Range checks are written `!(x > 0.0)` on purpose: a NaN must fail them.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -153,11 +153,11 @@ pub struct Change {
 
 #[derive(Debug, Clone)]
 pub enum ChangeKind {
-    /// Seed 000: upsert member groups into the channel.
+    /// An add-or-update-member-groups body: upsert member groups into the channel.
     MemberGroups(MemberGroupsBody),
-    /// Seed 002: add weighted members (ZStack).
+    /// A ZStack add-backend-servers body: add weighted members.
     BackendServers(BackendServersBody),
-    /// Seed 001: replace the channel.
+    /// A create-VPC-channel body: replace the channel.
     Channel(Box<VpcChannel>),
 }
 
@@ -168,7 +168,7 @@ pub struct ProtectionSpec {
     pub failover_s: f64,
 }
 
-/// The file as written: lbsim's own sections typed, seed bodies kept as values so that each is
+/// The file as written: lbsim's own sections typed, the API bodies kept as values so that each is
 /// checked by its own validator with its own codes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,7 +296,7 @@ impl Scenario {
     }
 }
 
-/// Parses one seed body found at `path`, validates it, and collects its errors under the path.
+/// Parses one API body found at `path`, validates it, and collects its errors under the path.
 fn seed_body<T: Validate + serde::de::DeserializeOwned>(
     v: Value,
     path: &str,

@@ -1,4 +1,4 @@
-//! The balancer's selection semantics (DESIGN §3) observed through the public API.
+//! The balancer's selection semantics (architecture.md §3) observed through the public API.
 
 use crate::support::*;
 use lbsim::balancer::{GroupWeights, MemberId, UriHashKey};
@@ -204,7 +204,7 @@ fn key_counts(lb: &Balancer, strategy: i64, n: u32) -> BTreeMap<MemberId, u32> {
     counts
 }
 
-/// DESIGN §3's tolerance: 5% relative, or four binomial standard deviations where wider.
+/// architecture.md §3's tolerance: 5% relative, or four binomial standard deviations where wider.
 fn assert_share(count: u32, n: u32, p: f64, what: &str) {
     let expected = p * f64::from(n);
     let tol = (0.05 * expected).max(4.0 * (f64::from(n) * p * (1.0 - p)).sqrt());

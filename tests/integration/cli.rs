@@ -1,4 +1,4 @@
-//! The command line as a user drives it (DESIGN §5-§7): the example scenarios, determinism,
+//! The command line as a user drives it (architecture.md §5-§7): the example scenarios, determinism,
 //! input errors (exit 2, with the file, the field path, the problem and its code), the output
 //! formats, the trace, and the flags.
 
@@ -289,7 +289,7 @@ fn several_unknown_fields_are_reported_at_once() {
 #[test]
 
 fn unknown_field_and_invalid_value_are_reported_together() {
-    // DESIGN §2: every error in the file at once. An unknown field in [traffic] plus a port out of
+    // architecture.md §2: every error in the file at once. An unknown field in [traffic] plus a port out of
     // range in [channel] reports only the unknown field today.
     let text = scenario("").replace("rate_rps = 200", "rate_rpz = 200").replace("port = 8080", "port = 70000");
     let p = write_file("unknown_and_range.toml", &text);
@@ -596,7 +596,7 @@ fn hash_disruption_moves_about_one_tenth_per_transition() {
 #[test]
 
 fn hash_fractions_stay_within_0_and_1() {
-    // DESIGN §7: remapped_on_fault and returned_on_recovery are fractions (0-1) of the key space.
+    // architecture.md §7: remapped_on_fault and returned_on_recovery are fractions (0-1) of the key space.
     // failover.toml under SH: 0.5 + 0.67 + 1.0 (the switch to the backups) = 2.17.
     let r = run_json(&["run", "scenarios/failover.toml", "--strategy", "sh", "--format", "json", "--deterministic"]);
     for k in ["remapped_on_fault", "returned_on_recovery"] {
@@ -640,7 +640,7 @@ until_s = 50
 
 #[test]
 fn compare_json_is_always_a_runs_object() {
-    // DESIGN §7: `compare` prints {"runs": [ ... ]}, one per strategy and mode; a script that
+    // architecture.md §7: `compare` prints {"runs": [ ... ]}, one per strategy and mode; a script that
     // reads `runs` breaks when --strategy (or the file's `strategies`) names only one.
     let r = run_json(&[
         "compare",

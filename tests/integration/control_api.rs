@@ -1,6 +1,6 @@
 #![cfg(feature = "live")]
-//! `lbsim serve`'s control API in process, on loopback: each seed's example request gets the
-//! seed's status and the shape of its example response; every error class; token scopes; the
+//! `lbsim serve`'s control API in process, on loopback: each cloud API's example request gets
+//! the API's status and the shape of its example response; every error class; token scopes; the
 //! data plane follows the API (traffic through a channel's port, fault injection seen by the
 //! health checks, SDRS failover moving traffic between AZs, members added and removed under
 //! load without a failed request). Every wait is bounded.
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "secret";
 
-const SEED_001_REQUEST: &str = r#"{
+const CREATE_CHANNEL_REQUEST: &str = r#"{
   "balance_strategy" : 1, "member_type" : "ip", "name" : "VPC_demo", "port" : 22,
   "vpc_health_config" : { "http_code" : "200", "path" : "/vpc/demo", "port" : 22, "protocol" : "http",
     "threshold_abnormal" : 5, "threshold_normal" : 2, "time_interval" : 10, "timeout" : 5, "enable_client_ssl" : false },
@@ -34,7 +34,7 @@ const SEED_001_REQUEST: &str = r#"{
   "instance_ids" : [ "eea73cde015940908ae0117d67bf7330", "ddd73cde017890908ae0117d67bf7330" ]
 }"#;
 
-const SEED_001_RESPONSE: &str = r#"{ "project_vpc_channels" : [ {
+const CREATE_CHANNEL_RESPONSE: &str = r#"{ "project_vpc_channels" : [ {
     "balance_strategy" : 1, "member_type" : "ip", "name" : "VPC_demo", "port" : 22, "type" : 2,
     "vpc_health_config" : { "http_code" : "200", "path" : "/vpc/demo", "port" : 22, "protocol" : "http",
       "threshold_abnormal" : 5, "threshold_normal" : 2, "time_interval" : 10, "timeout" : 5, "enable_client_ssl" : false },
@@ -43,27 +43,27 @@ const SEED_001_RESPONSE: &str = r#"{ "project_vpc_channels" : [ {
       "create_time" : "2020-07-23T07:11:57.244829604Z", "update_time" : "2020-07-23T07:11:57.244829604Z" } ],
     "instance_id" : "eea73cde015940908ae0117d67bf7330", "instance_name" : "test1" } ] }"#;
 
-const SEED_000_REQUEST: &str =
+const MEMBER_GROUPS_REQUEST: &str =
     r#"{ "member_groups" : [ { "member_group_name" : "vpc_member_group", "member_group_weight" : 10 } ] }"#;
 
-const SEED_000_RESPONSE: &str = r#"{ "total" : 1, "size" : 1, "member_groups" : [ {
+const MEMBER_GROUPS_RESPONSE: &str = r#"{ "total" : 1, "size" : 1, "member_groups" : [ {
     "member_group_name" : "vpc_member_group", "member_group_id" : "105c6902457144a4820dff8b1ad63331",
     "member_group_remark" : "", "member_group_weight" : 10, "create_time" : "2020-07-23T07:24:33Z",
     "update_time" : "2020-07-23T07:24:33Z", "version" : "", "port" : 0 } ] }"#;
 
-const SEED_002_REQUEST: &str = r#"{"params":{"vmNics":[{"70856dd6ee693c30b28e6233850fc494":"10"}],"servers":[{"192.168.1.1":"20"}]},"systemTags":[],"userTags":[]}"#;
+const ZSTACK_SERVERS_REQUEST: &str = r#"{"params":{"vmNics":[{"70856dd6ee693c30b28e6233850fc494":"10"}],"servers":[{"192.168.1.1":"20"}]},"systemTags":[],"userTags":[]}"#;
 
-const SEED_003_REQUEST: &str = r#"{ "endpoint_group" : { "name" : "endpoint-group-name", "description" : "endpoint-group description",
+const GA_ENDPOINT_GROUP_REQUEST: &str = r#"{ "endpoint_group" : { "name" : "endpoint-group-name", "description" : "endpoint-group description",
     "traffic_dial_percentage" : 10, "region_id" : "ap-southeast-1", "listeners" : [ { "id" : "1b11747a-b139-492f-9692-2df0b1c87193" } ] } }"#;
 
-const SEED_003_RESPONSE: &str = r#"{ "endpoint_group" : { "id" : "3a9f50bb-f041-4eac-a117-82472d8a0007",
+const GA_ENDPOINT_GROUP_RESPONSE: &str = r#"{ "endpoint_group" : { "id" : "3a9f50bb-f041-4eac-a117-82472d8a0007",
     "name" : "endpoint-group-name", "description" : "endpoint-group description", "status" : "ACTIVE",
     "traffic_dial_percentage" : 10, "region_id" : "ap-southeast-1", "listeners" : [ { "id" : "1b11747a-b139-492f-9692-2df0b1c87193" } ],
     "created_at" : "2019-01-08T01:21:37.151Z", "updated_at" : "2019-01-08T01:21:37.151Z",
     "domain_id" : "99a3fff0d03c428eac3678da6a7d0f24", "frozen_info" : { "status" : 2, "effect" : 1, "scene" : [ "ARREAR", "POLICE" ] } },
   "request_id" : "915a14a6-867b-4af7-83d1-70efceb146f9" }"#;
 
-const SEED_004_REQUEST: &str = r#"{ "server_group": { "name":"testname", "description":"description",
+const SDRS_PROTECTION_GROUP_REQUEST: &str = r#"{ "server_group": { "name":"testname", "description":"description",
     "source_availability_zone":"AZ01", "target_availability_zone":"AZ02", "domain_id":"fb4bb8e3-a574-4437-a156-78c916aeea4d",
     "source_vpc_id":"046852ef-c49d-409b-8389-546aaaa5701f", "dr_type":"migration", "server_type":"ECS" } }"#;
 
@@ -83,7 +83,7 @@ const VARYING: [&str; 11] = [
 ];
 
 /// Every key of `want` is in `got` with a value of the same JSON type, recursively (arrays: the
-/// first element); scalars are equal (strings ignoring case: the seeds echo `"protocol": "http"`
+/// first element); scalars are equal (strings ignoring case: the APIs echo `"protocol": "http"`
 /// as sent) unless their key is in [`VARYING`].
 fn assert_shape(want: &Value, got: &Value, path: &str) {
     match (want, got) {
@@ -202,11 +202,11 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_001_and_000_examples() {
+async fn roma_channel_and_member_group_examples() {
     let api = start().await;
-    let (s, v) = api.call("POST", "/v2/p1/apic/vpc-channels", SEED_001_REQUEST).await;
+    let (s, v) = api.call("POST", "/v2/p1/apic/vpc-channels", CREATE_CHANNEL_REQUEST).await;
     assert_eq!(s, 201, "{v}");
-    assert_shape(&serde_json::from_str(SEED_001_RESPONSE).unwrap(), &v, "");
+    assert_shape(&serde_json::from_str(CREATE_CHANNEL_RESPONSE).unwrap(), &v, "");
     let chans = v["project_vpc_channels"].as_array().unwrap();
     assert_eq!(chans.len(), 2, "one channel per instance id");
     assert_eq!(chans[1]["instance_id"], "ddd73cde017890908ae0117d67bf7330");
@@ -215,9 +215,9 @@ async fn seed_001_and_000_examples() {
     assert_eq!(chans[0]["members"][1]["health_status"], "healthy");
     let id = chans[0]["id"].as_str().unwrap();
     let groups = format!("{CH}/{id}/member-groups");
-    let (s, v) = api.call("POST", &groups, SEED_000_REQUEST).await;
+    let (s, v) = api.call("POST", &groups, MEMBER_GROUPS_REQUEST).await;
     assert_eq!(s, 201, "{v}");
-    assert_shape(&serde_json::from_str(SEED_000_RESPONSE).unwrap(), &v, "");
+    assert_shape(&serde_json::from_str(MEMBER_GROUPS_RESPONSE).unwrap(), &v, "");
     // Upsert by name, the first duplicate wins; an existing group keeps its id.
     let (_, listed) = api.call("GET", &groups, "").await;
     let test_id = listed["member_groups"][0]["member_group_id"].clone();
@@ -245,14 +245,14 @@ async fn seed_001_and_000_examples() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_002_003_004_examples() {
+async fn zstack_ga_sdrs_examples() {
     let api = start().await;
     let ch = api.channel("p1", &channel_body("zs_channel", json!([{"host": "192.168.0.9"}]), None)).await;
     let id = ch["id"].as_str().unwrap();
     // ZStack: the server group is the channel; its session rides in `Authorization: OAuth`.
     let path = format!("/zstack/v1/load-balancers/servergroups/{id}/backendservers");
     let oauth = [("authorization", "OAuth secret")];
-    let (s, v) = api.raw("POST", &path, &oauth, SEED_002_REQUEST.into()).await;
+    let (s, v) = api.raw("POST", &path, &oauth, ZSTACK_SERVERS_REQUEST.into()).await;
     assert_eq!(s, 200, "{v}");
     let inv = &v["inventory"];
     assert_eq!(inv["uuid"], id);
@@ -266,13 +266,13 @@ async fn seed_002_003_004_examples() {
     let (s, v) = api.raw("POST", &path, &oauth, r#"{"params":{"servers":[{"192.168.1.2":"200"}]}}"#.into()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SYS.1007")), "{v}");
     assert!(v["error"]["errors"][0]["parameter"].as_str().is_some_and(|p| p.starts_with("params.servers[0]")), "{v}");
-    let (s, v) = api.raw("POST", &path, &[("authorization", "OAuth wrong")], SEED_002_REQUEST.into()).await;
+    let (s, v) = api.raw("POST", &path, &[("authorization", "OAuth wrong")], ZSTACK_SERVERS_REQUEST.into()).await;
     assert_eq!((s, v["error"]["code"].as_str()), (401, Some("ID.1001")), "{v}");
 
     // GA: endpoint group, then the channel as its endpoint.
-    let (s, v) = api.call("POST", "/v1/endpoint-groups", SEED_003_REQUEST).await;
+    let (s, v) = api.call("POST", "/v1/endpoint-groups", GA_ENDPOINT_GROUP_REQUEST).await;
     assert_eq!(s, 201, "{v}");
-    assert_shape(&serde_json::from_str(SEED_003_RESPONSE).unwrap(), &v, "");
+    assert_shape(&serde_json::from_str(GA_ENDPOINT_GROUP_RESPONSE).unwrap(), &v, "");
     let eg = v["endpoint_group"]["id"].as_str().unwrap().to_string();
     let ep = json!({"endpoint": {"resource_id": id, "resource_type": "VPC_CHANNEL", "weight": 100}});
     let (s, v) = api.call("POST", &format!("/v1/endpoint-groups/{eg}/endpoints"), &ep.to_string()).await;
@@ -288,7 +288,7 @@ async fn seed_002_003_004_examples() {
     assert_eq!(v["endpoints"].as_array().map(Vec::len), Some(1));
 
     // SDRS: a job id at once; the job runs, then succeeds.
-    let (s, v) = api.call("POST", "/v1/p1/server-groups", SEED_004_REQUEST).await;
+    let (s, v) = api.call("POST", "/v1/p1/server-groups", SDRS_PROTECTION_GROUP_REQUEST).await;
     assert_eq!(s, 200, "{v}");
     let job = v["job_id"].as_str().unwrap().to_string();
     assert_eq!(v.as_object().map(|o| o.len()), Some(1), "only job_id: {v}");
@@ -333,7 +333,7 @@ async fn error_classes() {
     let (s, v) = api.call("POST", "/v2/p1/apic/vpc-channels", &" ".repeat(5000)).await;
     assert_eq!(s, 413, "{v}");
     // 404: unknown channel, unknown route; 405: a known path with another method.
-    let (s, v) = api.call("POST", &format!("{CH}/feedface/member-groups"), SEED_000_REQUEST).await;
+    let (s, v) = api.call("POST", &format!("{CH}/feedface/member-groups"), MEMBER_GROUPS_REQUEST).await;
     assert_eq!((s, v["error_msg"].as_str()), (404, Some("The VPC channel does not exist;id:feedface")));
     assert_eq!(api.call("GET", "/v2/p1/nothing", "").await.0, 404);
     assert_eq!(api.call("PATCH", "/v1/endpoint-groups", "").await.0, 405);
@@ -353,7 +353,7 @@ async fn error_classes() {
     api.server.shutdown().await;
 }
 
-// One thread: smooth WRR's exact sequence is per thread (per-stripe cursors, DESIGN §8), and on
+// One thread: smooth WRR's exact sequence is per thread (per-stripe cursors, architecture.md §8), and on
 // two workers a loaded machine spreads the proxy's requests over both (1 run in 8 under load
 // gave 7:1 instead of 6:2).
 #[tokio::test(flavor = "current_thread")]
@@ -371,7 +371,7 @@ async fn traffic_faults_and_health() {
     assert_eq!(by, BTreeMap::from([("200 192.168.0.5:8080".to_string(), 6), ("200 192.168.0.6:8080".to_string(), 2)]));
     // A member group added at run time.
     let groups = format!("{CH}/{id}/member-groups");
-    assert_eq!(api.call("POST", &groups, SEED_000_REQUEST).await.0, 201);
+    assert_eq!(api.call("POST", &groups, MEMBER_GROUPS_REQUEST).await.0, 201);
     // Fail a member: its health turns unhealthy and traffic avoids it; clear: it comes back.
     let fault = format!("/lbsim/channels/{id}/members/192.168.0.5:8080/faults");
     assert_eq!(api.call("POST", &fault, r#"{"kind": "down"}"#).await.0, 201);
@@ -405,7 +405,7 @@ async fn sdrs_failover_moves_traffic_to_the_target_az() {
         wait_for("job", async || api.call("GET", &format!("/v1/p1/jobs/{job}"), "").await.1["status"] == "SUCCESS")
             .await;
     };
-    let (_, v) = api.call("POST", "/v1/p1/server-groups", SEED_004_REQUEST).await;
+    let (_, v) = api.call("POST", "/v1/p1/server-groups", SDRS_PROTECTION_GROUP_REQUEST).await;
     job_done(v["job_id"].as_str().unwrap()).await;
     assert_eq!(
         traffic(&api, port, 4).await,

@@ -1,8 +1,8 @@
 #![cfg(feature = "live")]
 //! The OpenAPI document (openapi/lbsim.json) against the implementation: every route the router
-//! serves is in the document with its method and vice versa; the seeds' example requests and
-//! the server's real answers validate against the document's schemas (a small validator for the
-//! subset the document uses: `$ref`, `type`, `properties`, `required`, `additionalProperties`,
+//! serves is in the document with its method and vice versa; the cloud APIs' example requests
+//! and the server's real answers validate against the document's schemas (a small validator for
+//! the subset the document uses: `$ref`, `type`, `properties`, `required`, `additionalProperties`,
 //! `items`, `enum`, `minimum`/`maximum`).
 
 use bytes::Bytes;
@@ -159,9 +159,9 @@ fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) ->
 }
 
 #[test]
-fn the_seeds_example_requests_validate() {
+fn the_apis_example_requests_validate() {
     let doc = doc();
-    let seeds: [(&str, &str, Value); 5] = [
+    let examples: [(&str, &str, Value); 5] = [
         (
             "post",
             "/v2/{project_id}/apic/vpc-channels",
@@ -196,13 +196,13 @@ fn the_seeds_example_requests_validate() {
             "source_vpc_id": "046852ef-c49d-409b-8389-546aaaa5701f", "dr_type": "migration", "server_type": "ECS"}}),
         ),
     ];
-    for (method, path, body) in &seeds {
+    for (method, path, body) in &examples {
         check(&doc, request_schema(&doc, method, path), body, path);
     }
     // The validator is not vacuous: a typo and a bad weight are caught.
     let mut out = Vec::new();
     let bad = json!({"member_groups": [{"member_group_nam": "x", "member_group_weight": 101}]});
-    validate(&doc, request_schema(&doc, "post", seeds[1].1), &bad, "", &mut out);
+    validate(&doc, request_schema(&doc, "post", examples[1].1), &bad, "", &mut out);
     assert_eq!(out.len(), 3, "{out:?}");
 }
 

@@ -1,4 +1,4 @@
-//! Consistent weighted hashing (DESIGN §3): key shares follow weights, one member's failure moves
+//! Consistent weighted hashing (architecture.md §3): key shares follow weights, one member's failure moves
 //! only (about) its own keys, and they return when it recovers. Property tests over random
 //! weights and member sets, with a fixed seed so that every run checks the same cases.
 

@@ -1,5 +1,5 @@
 #![cfg(feature = "live")]
-//! Loopback backends and the open-loop load generator (DESIGN §9), on real sockets.
+//! Loopback backends and the open-loop load generator (architecture.md §9), on real sockets.
 
 use lbsim::live::backends::{self, parse_backend_map, BackendPlan, Backends, LiveClock};
 use lbsim::live::loadgen::{self, LoadPlan};

@@ -104,7 +104,7 @@ async fn proxy_shares_follow_wrr() {
             *counts.entry(member.expect("member header")).or_insert(0) += 1;
         }
         // The proxy's requests run on two worker threads, each with its own cursor into the WRR
-        // schedule (DESIGN §3): exact to within a period (6 picks) per thread.
+        // schedule (architecture.md §3): exact to within a period (6 picks) per thread.
         for (m, expected) in [("192.168.0.1:8080", 300i64), ("192.168.0.2:8080", 200), ("192.168.0.3:8080", 100)] {
             let got = i64::from(counts[m]);
             assert!((got - expected).abs() <= 12, "{m}: {got} of 600, expected {expected}: {counts:?}");

@@ -1,4 +1,4 @@
-//! The `model` module against the seeds: the seed example bodies are accepted, every validation
+//! The `model` module against the cloud APIs: the API documents' example bodies are accepted, every validation
 //! rule rejects a bad value with the right code and path, and all problems are reported at once.
 
 use lbsim::model::*;
@@ -8,13 +8,13 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn seed_text(name: &str) -> String {
-    let path = format!("{}/tests/data/seeds/{name}", env!("CARGO_MANIFEST_DIR"));
+fn example_text(name: &str) -> String {
+    let path = format!("{}/tests/data/api_examples/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn seed(name: &str) -> Value {
-    serde_json::from_str(&seed_text(name)).unwrap()
+fn example(name: &str) -> Value {
+    serde_json::from_str(&example_text(name)).unwrap()
 }
 
 /// The value that, in a mutation, removes the field instead of setting it.
@@ -110,10 +110,10 @@ fn long(n: usize) -> Value {
 }
 
 fn channel() -> Value {
-    seed("001_vpc_channel.json")
+    example("001_vpc_channel.json")
 }
 
-/// Seed 001's channel made a CSE microservice channel.
+/// The create-VPC-channel example made a CSE microservice channel.
 fn microservice_channel() -> Value {
     mutated(
         &channel(),
@@ -127,7 +127,7 @@ fn microservice_channel() -> Value {
     )
 }
 
-/// Seed 001's channel with a Nacos registry (and no group weights, which Nacos forbids).
+/// The create-VPC-channel example with a Nacos registry (and no group weights, which Nacos forbids).
 fn nacos_channel() -> Value {
     mutated(
         &channel(),
@@ -161,29 +161,29 @@ fn cce_channel() -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The seeds' own examples
+// The API documents' own examples
 
 #[test]
-fn seed_examples_parse_and_validate() {
-    let groups: MemberGroupsBody = parse_body(&seed_text("000_member_groups.json")).unwrap();
+fn api_examples_parse_and_validate() {
+    let groups: MemberGroupsBody = parse_body(&example_text("000_member_groups.json")).unwrap();
     assert_eq!(groups.member_groups[0].member_group_weight, Some(10));
 
-    let micro: MemberGroupsBody = parse_body(&seed_text("000_member_groups_microservice.json")).unwrap();
+    let micro: MemberGroupsBody = parse_body(&example_text("000_member_groups_microservice.json")).unwrap();
     assert_eq!(micro.member_groups[0].microservice_version.as_deref(), Some("v1"));
     assert_eq!(micro.member_groups[0].microservice_port, Some(80));
 
-    let ch: VpcChannel = parse_body(&seed_text("001_vpc_channel.json")).unwrap();
+    let ch: VpcChannel = parse_body(&example_text("001_vpc_channel.json")).unwrap();
     assert_eq!(ch.vpc_health_config.as_ref().unwrap().protocol, CheckProtocol::Http);
     assert_eq!(ch.members.len(), 2);
     assert_eq!(ch.instance_ids.len(), 2);
 
-    let zs: BackendServersBody = parse_body(&seed_text("002_backendservers.json")).unwrap();
+    let zs: BackendServersBody = parse_body(&example_text("002_backendservers.json")).unwrap();
     assert_eq!(zs.params.servers[0]["192.168.1.1"], "20");
 
-    let ga: EndpointGroupBody = parse_body(&seed_text("003_endpoint_group.json")).unwrap();
+    let ga: EndpointGroupBody = parse_body(&example_text("003_endpoint_group.json")).unwrap();
     assert_eq!(ga.endpoint_group.traffic_dial_percentage, Some(10));
 
-    let sdrs: ProtectionGroupBody = parse_body(&seed_text("004_protection_group.json")).unwrap();
+    let sdrs: ProtectionGroupBody = parse_body(&example_text("004_protection_group.json")).unwrap();
     assert_eq!(sdrs.server_group.dr_type, Some(DrType::Migration));
 }
 
@@ -196,7 +196,7 @@ fn derived_valid_bases_are_valid() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 001: channel fields
+// The create-VPC-channel API: channel fields
 
 #[test]
 fn channel_fields() {
@@ -239,9 +239,9 @@ fn channel_fields() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Member groups, in a channel and in seed 000's body
+// Member groups, in a channel and in an add-or-update-member-groups body
 
-/// Appends a third group to seed 001's channel (no member refers to it).
+/// Appends a third group to the create-VPC-channel example (no member refers to it).
 fn group(g: Value) -> (&'static str, Value) {
     ("/member_groups/2", g)
 }
@@ -393,7 +393,7 @@ fn nacos_forbids_group_weights() {
 
 #[test]
 fn member_groups_body() {
-    let base = seed("000_member_groups.json");
+    let base = example("000_member_groups.json");
     let g = |v: Value| ("/member_groups/0", v);
     check::<MemberGroupsBody>(
         &base,
@@ -728,13 +728,13 @@ fn nacos_info() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 002: ZStack
+// ZStack's add-backend-servers API
 
 #[test]
 fn zstack_backend_servers() {
     const NIC: &str = "70856dd6ee693c30b28e6233850fc494";
     check::<BackendServersBody>(
-        &seed("002_backendservers.json"),
+        &example("002_backendservers.json"),
         &[
             bad(
                 &[("/params/servers/0", json!({"192.168.1.1": "20", "192.168.1.2": "20"}))],
@@ -775,20 +775,20 @@ fn zstack_backend_servers() {
         ],
     );
     let errs = errors::<BackendServersBody>(
-        &seed("002_backendservers.json"),
+        &example("002_backendservers.json"),
         &[("/params/servers/1", json!({"192.168.1.1": "30"}))],
     );
     assert_eq!(errs.errors[0].problem, Problem::Conflict);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 003: GA
+// GA's add-endpoint-group API
 
 #[test]
 fn ga_endpoint_group() {
     let p = |f: &str| -> String { format!("/endpoint_group/{f}") };
     check::<EndpointGroupBody>(
-        &seed("003_endpoint_group.json"),
+        &example("003_endpoint_group.json"),
         &[
             bad(&[(p("name"), json!(""))], "GA.1001", "endpoint_group.name"),
             bad(&[(p("name"), json!("endpoint_group"))], "GA.1002", "endpoint_group.name"),
@@ -812,18 +812,18 @@ fn ga_endpoint_group() {
         ],
     );
     let errs =
-        errors::<EndpointGroupBody>(&seed("003_endpoint_group.json"), &[(p("listeners/1"), json!({"id": "l2"}))]);
+        errors::<EndpointGroupBody>(&example("003_endpoint_group.json"), &[(p("listeners/1"), json!({"id": "l2"}))]);
     assert!(errs.errors[0].message.contains("An endpoint group can have only one listener"), "{errs}");
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 004: SDRS
+// SDRS's create-protection-group API
 
 #[test]
 fn sdrs_protection_group() {
     let p = |f: &str| -> String { format!("/server_group/{f}") };
     check::<ProtectionGroupBody>(
-        &seed("004_protection_group.json"),
+        &example("004_protection_group.json"),
         &[
             bad(&[(p("name"), json!(""))], "SDRS.1001", "server_group.name"),
             bad(&[(p("name"), json!("test name"))], "SDRS.1002", "server_group.name"),
@@ -848,7 +848,7 @@ fn sdrs_protection_group() {
         ],
     );
     let errs = errors::<ProtectionGroupBody>(
-        &seed("004_protection_group.json"),
+        &example("004_protection_group.json"),
         &[(p("target_availability_zone"), json!("AZ01"))],
     );
     assert_eq!(errs.errors[0].problem, Problem::Conflict);
@@ -889,7 +889,7 @@ fn every_problem_is_reported_at_once() {
     assert_eq!(errs.at("port").unwrap().message, "must be within 1-65535, got 0");
 
     let errs = errors::<EndpointGroupBody>(
-        &seed("003_endpoint_group.json"),
+        &example("003_endpoint_group.json"),
         &[
             ("/endpoint_group/name", json!("")),
             ("/endpoint_group/traffic_dial_percentage", json!(200)),
@@ -925,7 +925,7 @@ fn unknown_fields_are_each_reported_with_their_path() {
     assert!(errs.errors.iter().all(|e| e.problem == Problem::Unknown));
 
     let errs = errors::<MemberGroupsBody>(
-        &seed("000_member_groups.json"),
+        &example("000_member_groups.json"),
         &[("/member_groups/0/microservice_labels", json!([{"label_name": "k", "label_value": "v", "x": 1}]))],
     );
     assert_eq!(errs.errors[0].path, "member_groups[0].microservice_labels[0].x");

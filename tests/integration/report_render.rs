@@ -1,4 +1,4 @@
-//! The report renderers (DESIGN §7) over a fixed two-run comparison: WRR and SH over three
+//! The report renderers (architecture.md §7) over a fixed two-run comparison: WRR and SH over three
 //! members, one `down` fault, a timeline, a latency CDF and health transitions.
 //!
 //! `LBSIM_FIXTURE_DIR=/tmp cargo test --test report_render` also writes the fixture's HTML report

@@ -1,4 +1,4 @@
-//! The simulator's promises (DESIGN §4-§7), observed through its reports.
+//! The simulator's promises (architecture.md §4-§7), observed through its reports.
 
 use lbsim::model::Format;
 use lbsim::report::Report;
@@ -103,7 +103,7 @@ fn hash_request_shares_follow_key_space_shares() {
                 m.expected_share
             );
         }
-        // The key-space share follows the weight share (HRW, DESIGN §3).
+        // The key-space share follows the weight share (HRW, architecture.md §3).
         assert!((member(&r, "10.0.0.1:80").expected_share - 0.5).abs() < 0.01);
     }
 }

@@ -71,7 +71,7 @@ fn id(i: usize) -> MemberId {
     MemberId::new(&host(i), 8080)
 }
 
-/// DESIGN §3, computed apart from the balancer: enabled (status 1, weight > 0) and healthy;
+/// architecture.md §3, computed apart from the balancer: enabled (status 1, weight > 0) and healthy;
 /// backups only when no primary is eligible.
 fn eligible(specs: &[Spec], healthy: &[bool; POOL]) -> BTreeSet<MemberId> {
     let ok = |s: &&Spec| !s.disabled && s.weight > 0 && healthy[s.index];

@@ -36,7 +36,7 @@ pub fn with_check(mut v: Value, normal: i64, abnormal: i64) -> Value {
     v
 }
 
-/// DESIGN §7's top-level report keys, each always present (null or [] when it does not apply).
+/// architecture.md §7's top-level report keys, each always present (null or [] when it does not apply).
 pub const TOP_KEYS: [&str; 16] = [
     "scenario",
     "strategy",

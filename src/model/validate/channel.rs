@@ -1,4 +1,5 @@
-//! Seeds 000 and 001: VPC channels, their member groups, members and health check.
+//! ROMA Connect's create-VPC-channel and add-or-update-member-groups APIs: VPC channels, their
+//! member groups, members and health check.
 
 use super::{
     at, at_least, idx, ip, microservice, no_duplicates, opt_one_of, opt_range, opt_text, range, required, text, Chars,
@@ -24,8 +25,8 @@ const ECS_NAME: Text = Text::of(1, 64, Chars::set(Letters::Ascii, true, "-_."));
 /// What the channel allows its member groups to carry.
 #[derive(Debug, Clone, Copy, Default)]
 struct GroupContext {
-    /// Whether the group fields of a particular channel type are checked at all (false in seed 000,
-    /// which has no channel).
+    /// Whether the group fields of a particular channel type are checked at all (false in an
+    /// add-or-update-member-groups body, which has no channel).
     in_channel: bool,
     microservice: bool,
     reference: bool,

@@ -1,4 +1,4 @@
-//! Seed 001's `microservice_info`: CSE, CCE, CCE service and Nacos registries.
+//! The create-VPC-channel API's `microservice_info`: CSE, CCE, CCE service and Nacos registries.
 
 use super::{at, idx, opt_range, opt_text, range, required, text, Chars, Letters, Text};
 use crate::model::{CceInfo, CceServiceInfo, Collector, MicroserviceInfo, NacosInfo, ServiceType};

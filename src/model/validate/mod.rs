@@ -1,4 +1,4 @@
-//! The seeds' validation rules, and the small checks they are built from.
+//! The cloud APIs' validation rules, and the small checks they are built from.
 //!
 //! Every check records its problem in a [`Collector`] and carries on, so that a body's problems
 //! are all reported at once. Paths are relative to the body (`members[2].weight`).
@@ -25,7 +25,7 @@ pub(super) fn idx(base: &str, i: usize) -> String {
 pub(super) enum Letters {
     /// `a-z`, `A-Z`.
     Ascii,
-    /// Any Unicode letter (the seeds allow Chinese characters in some names).
+    /// Any Unicode letter (the create-VPC-channel API allows Chinese characters in some names).
     Unicode,
     /// `a-z`.
     Lower,
@@ -192,7 +192,7 @@ pub(super) fn text(c: &mut Collector, path: &str, s: &str, rule: &Text) -> bool 
     opt_text(c, path, Some(s), rule)
 }
 
-/// An optional string with a rule: absent or empty is fine (the seeds treat both as not set).
+/// An optional string with a rule: absent or empty is fine (the cloud APIs treat both as not set).
 pub(super) fn opt_text(c: &mut Collector, path: &str, s: Option<&str>, rule: &Text) -> bool {
     match s.filter(|s| !s.is_empty()).and_then(|s| rule.problem(s)) {
         Some(msg) => {

@@ -1,4 +1,5 @@
-//! Seeds 002 (ZStack backend servers), 003 (GA endpoint group) and 004 (SDRS protection group).
+//! ZStack's add-backend-servers, Global Accelerator's add-endpoint-group and SDRS's
+//! create-protection-group bodies.
 
 use super::{at, idx, ip, no_duplicates, opt_range, opt_text, required, text, Chars, Letters, Text};
 use crate::model::{

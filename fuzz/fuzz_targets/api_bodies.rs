@@ -1,6 +1,6 @@
-//! Each seed body's parse-and-validate (`model::parse_body`), dispatched on the first byte:
-//! 0 member groups (000), 1 VPC channel (001), 2 ZStack backend servers (002), 3 GA endpoint
-//! group (003), 4 SDRS protection group (004). Any text gives the body or typed errors; a valid
+//! Each cloud API body's parse-and-validate (`model::parse_body`), dispatched on the first byte:
+//! 0 add-or-update member groups, 1 create VPC channel, 2 ZStack add backend servers, 3 GA add
+//! endpoint group, 4 SDRS create protection group. Any text gives the body or typed errors; a valid
 //! channel must build a balancer.
 #![no_main]
 
