@@ -183,13 +183,12 @@ fn explain_member(
     let id = m.id();
     let timeline = p.health_of(id);
     let since = timeline.iter().rev().find(|(_, s)| *s == st.health).map_or(0.0, |&(t, _)| t);
-    let az =
-        sc.backends.iter().find(|b| crate::balancer::MemberId::parse(&b.member) == Some(id)).and_then(|b| b.az.clone());
+    let az = sc.plan().az_of(id);
     let mut excluded_by = Vec::new();
     let mut reason = |code: &'static str, detail: String| excluded_by.push(Reason { code, detail });
     if !st.eligible {
         if !m.is_available() {
-            match standby(sc, p, az.as_deref()) {
+            match standby(sc, p, az) {
                 Some((code, detail)) => reason(code, detail),
                 None => reason("disabled", "status 2 (unavailable): never selected".into()),
             }
@@ -221,13 +220,9 @@ fn explain_member(
         }
     }
     let mut notes = Vec::new();
-    for f in sc.faults.iter().filter(|f| f.at_s <= p.at_s && f.until_s.is_none_or(|u| p.at_s < u)) {
-        let hit = match (&f.member, &f.az) {
-            (Some(fm), _) => crate::balancer::MemberId::parse(fm) == Some(id),
-            (None, Some(faz)) => az.as_deref() == Some(faz.as_str()),
-            _ => false,
-        };
-        if hit {
+    for (i, f) in sc.faults.iter().enumerate() {
+        let in_force = f.at_s <= p.at_s && f.until_s.is_none_or(|u| p.at_s < u);
+        if in_force && sc.plan().hits(i, id) {
             let until = f.until_s.map(|u| format!(" until {} s", secs(u))).unwrap_or_default();
             let detected = matches!(st.health, HealthState::Unhealthy | HealthState::Ejected);
             let seen = if detected { "" } else { ", not detected by the checks yet" };

@@ -13,7 +13,7 @@
 
 use crate::balancer::MemberId;
 use crate::sim::faults::{Condition, MemberFaults};
-use crate::sim::scenario::{member_ids, BackendSpec, FaultKind, FaultSpec, Scenario};
+use crate::sim::scenario::{BackendSpec, FaultKind, FaultSpec, Scenario};
 use crate::sim::traffic::{mix_seed, ServiceTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -129,43 +129,24 @@ impl BackendPlan {
     }
 }
 
-/// One plan per member of every channel of the scenario (a member listed twice gets one), with
-/// its `[[backends]]` entry (or the defaults) and the faults that touch it, as the simulator
-/// registers them. Each member's random stream is derived from `seed` and its position.
+/// One plan per member of the scenario's plan ([`Scenario::plan`]), with its backend and the
+/// faults that hit it, in the plan's order. Each member's random stream is derived from `seed`
+/// and its position.
 pub fn plans(sc: &Scenario, seed: u64) -> Vec<BackendPlan> {
-    let mut out: Vec<BackendPlan> = Vec::new();
-    for ch in &sc.channels {
-        for id in member_ids(&ch.channel) {
-            if out.iter().any(|p| p.member == id) {
-                continue;
+    let plan = sc.plan();
+    plan.members()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut p =
+                BackendPlan::new(m.id, sc.traffic.service_time_ms.clone(), mix_seed(seed ^ 0xBAC4_E2D5, i as u64));
+            p.spec = m.spec.clone();
+            for &f in &m.faults {
+                p.add_fault(f, &plan.faults()[f]);
             }
-            let spec = sc
-                .backends
-                .iter()
-                .find(|b| MemberId::parse(&b.member) == Some(id))
-                .cloned()
-                .unwrap_or_else(|| BackendSpec::default_for(id));
-            let mut plan = BackendPlan {
-                member: id,
-                spec,
-                faults: MemberFaults::default(),
-                fault_specs: Vec::new(),
-                service: sc.traffic.service_time_ms.clone(),
-                seed: mix_seed(seed ^ 0xBAC4_E2D5, out.len() as u64),
-            };
-            for (i, f) in sc.faults.iter().enumerate() {
-                let hit = match f.kind {
-                    FaultKind::AzDown => plan.spec.az.is_some() && f.az == plan.spec.az,
-                    _ => f.member.as_deref().and_then(MemberId::parse) == Some(id),
-                };
-                if hit {
-                    plan.add_fault(i, f);
-                }
-            }
-            out.push(plan);
-        }
-    }
-    out
+            p
+        })
+        .collect()
 }
 
 /// Counters of one backend.

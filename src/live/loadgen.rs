@@ -7,6 +7,7 @@
 //! Beyond `concurrency_limit` requests in flight a new one is not queued: it fails at once with
 //! reason `client_overload`, so that an overloaded generator shows in the figures.
 
+use crate::sim::keys::Seen;
 use crate::sim::traffic::{client_addr, mix_seed, Popularity, Traffic};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -66,6 +67,10 @@ pub struct LoadResult {
     pub latency: Histogram<u64>,
     /// Ok requests by the `x-lbsim-member` header of their answer (`unknown` without one).
     pub per_member: BTreeMap<String, u64>,
+    /// Distinct clients and distinct paths among the requests sent (the simulator's `hash.keys`
+    /// for the source-IP and URI hashes).
+    pub distinct_clients: u64,
+    pub distinct_uris: u64,
     pub started_at: Instant,
     pub finished_at: Instant,
 }
@@ -79,6 +84,8 @@ impl LoadResult {
             failed_by_reason: BTreeMap::new(),
             latency: new_histogram(),
             per_member: BTreeMap::new(),
+            distinct_clients: 0,
+            distinct_uris: 0,
             started_at,
             finished_at: started_at,
         }
@@ -178,6 +185,7 @@ pub async fn run(target: SocketAddr, plan: LoadPlan) -> LoadResult {
     let (mut arrivals, mut client_rng, mut uri_rng) = (stream(1), stream(2), stream(3));
     let clients = Popularity::zipf(tr.clients, tr.client_zipf);
     let uris = Popularity::zipf(tr.uris, tr.uri_zipf);
+    let (mut seen_clients, mut seen_uris) = (Seen::new(tr.clients), Seen::new(tr.uris));
 
     let end_us = plan.duration.as_micros().min(u128::from(u64::MAX)) as u64;
     let max = if plan.max_requests == 0 { u64::MAX } else { plan.max_requests };
@@ -191,6 +199,8 @@ pub async fn run(target: SocketAddr, plan: LoadPlan) -> LoadResult {
         }
         let client_idx = clients.sample(&mut client_rng);
         let uri = uris.sample(&mut uri_rng);
+        seen_clients.insert(client_idx);
+        seen_uris.insert(uri);
         result.sent += 1;
         match slots.clone().try_acquire_owned() {
             Err(_) => result.fail("client_overload"),
@@ -221,6 +231,8 @@ pub async fn run(target: SocketAddr, plan: LoadPlan) -> LoadResult {
     while let Some(done) = tasks.join_next().await {
         result.record(done.unwrap_or(Outcome::Failed("reset")));
     }
+    result.distinct_clients = seen_clients.count();
+    result.distinct_uris = seen_uris.count();
     result.finished_at = Instant::now();
     result
 }

@@ -6,19 +6,20 @@
 
 use super::admin::{Admin, AdminState};
 use super::backends::{self, Backends, LiveClock};
-use super::loadgen::{self, LoadPlan};
+use super::loadgen::{self, LoadPlan, LoadResult};
 use super::operate::{self, Operations, Reloader, Signals};
 use super::probe::{spawn_probes, HealthEvent, ProbeHandle, ProbeOptions, TlsProbe};
 use super::proxy::{Proxy, ProxyConfig};
-use super::stats::ProxyStats;
+use super::stats::{MemberFigures, ProxyStats, RequestFigures};
 use crate::balancer::{MemberId, Strategy};
 use crate::health::HealthState;
-use crate::report::*;
-use crate::sim::metrics::KeyMoves;
-use crate::sim::scenario::{member_ids, FaultKind, Scenario};
+use crate::report::{Latency, Report, Requests};
+use crate::sim::assemble::{assemble, MemberRun, RunFigures};
+use crate::sim::keys::KeyMoves;
+use crate::sim::Scenario;
 use crate::Balancer;
 use hdrhistogram::Histogram;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,31 +79,13 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
         Some(_) => None,
     };
     let seed = opts.seed.unwrap_or(sc.seed);
-    let channel = &sc.channels[0].channel;
-    let members = member_ids(channel);
+    let members: Vec<MemberId> = sc.plan().members().iter().map(|m| m.id).collect();
     let clock = LiveClock::now();
+    let (started, upstreams) = upstreams(sc, &opts, seed, &members, clock).await?;
 
-    // Members' servers: started on loopback, or mapped onto running ones.
-    let (started, upstreams): (Option<Backends>, HashMap<MemberId, SocketAddr>) = match &opts.backends {
-        Some(map) => {
-            let upstreams: HashMap<_, _> = map.iter().copied().collect();
-            if let Some(missing) = members.iter().find(|m| !upstreams.contains_key(m)) {
-                return Err(LiveError::Backends(format!(
-                    "member {missing} is not mapped (give HOST:PORT=127.0.0.1:PORT for every member)"
-                )));
-            }
-            (None, upstreams)
-        }
-        None => {
-            let b = backends::start(backends::plans(sc, seed), clock)
-                .await
-                .map_err(|source| LiveError::Io { what: "starting loopback backends".into(), source })?;
-            let upstreams = b.addrs().into_iter().collect();
-            (Some(b), upstreams)
-        }
-    };
-
-    let lb = Arc::new(Balancer::builder(channel).options(sc.balancer.clone()).strategy(opts.strategy).build()?);
+    let lb = Arc::new(
+        Balancer::builder(&sc.channels[0].channel).options(sc.balancer.clone()).strategy(opts.strategy).build()?,
+    );
     let probe_start = Instant::now();
     let probe_tls = opts.probe_tls.take();
     let popts = ProbeOptions { seed, tls: probe_tls, interval_override: None, policy: sc.balancer.check_policy() };
@@ -115,31 +98,17 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
         prober.as_ref().map(|p| tokio::spawn(track(Arc::clone(&lb), p.subscribe(), clock.start, probe_start)));
 
     let duration = opts.duration.unwrap_or(Duration::ZERO);
-    let step = sc.timeline_step_s;
-    let windows = ((duration.as_secs_f64() / step).ceil() as usize).max(1);
-    let stats = Arc::new(ProxyStats::new(&members, clock.start, step, windows));
+    let windows = ((duration.as_secs_f64() / sc.timeline_step_s).ceil() as usize).max(1);
+    let stats = Arc::new(ProxyStats::new(&members, clock.start, sc.timeline_step_s, windows));
     let header = opts.client_ip_header.clone().or_else(|| opts.duration.map(|_| DEFAULT_CLIENT_IP_HEADER.to_string()));
-    let mut cfg = ProxyConfig::new(upstreams.clone());
-    cfg.header_read_timeout = opts.header_read_timeout;
-    cfg.idle_timeout = opts.idle_timeout;
-    cfg.retries = sc.traffic.retries;
-    cfg.max_connections = opts.max_connections;
-    cfg.workers = opts.workers;
-    cfg.request_timeout = Duration::from_secs_f64(sc.traffic.request_timeout_ms / 1e3);
-    cfg.client_ip_header = match &header {
-        Some(h) => Some(
-            hyper::header::HeaderName::from_bytes(h.as_bytes())
-                .map_err(|e| LiveError::Unsupported(format!("--client-ip-header `{h}`: {e}")))?,
-        ),
-        None => None,
-    };
+    let cfg = proxy_config(sc, &opts, upstreams.clone(), header.as_deref())?;
     let proxy_upstreams = cfg.upstreams.clone();
     let proxy = Proxy::start(Arc::clone(&lb), cfg, opts.listen, Arc::clone(&stats))
         .await
         .map_err(|source| LiveError::Io { what: format!("listening on {}", opts.listen), source })?;
     tracing::info!(addr = %proxy.addr(), members = members.len(), strategy = %opts.strategy, "lbsim proxy listening");
     let admin_state = Arc::new(AdminState {
-        channel: channel.name.clone(),
+        channel: sc.channels[0].channel.name.clone(),
         lb: Arc::clone(&lb),
         stats: Arc::clone(&stats),
         reloads: Arc::default(),
@@ -206,16 +175,81 @@ pub async fn run(sc: &Scenario, mut opts: LiveOptions) -> Result<Report, LiveErr
     if let Some(b) = started {
         b.shutdown().await;
     }
-    let elapsed = clock.start.elapsed().as_secs_f64();
-    Ok(report(sc, &opts, seed, &lb, &stats, load, &events, probe_start - clock.start, elapsed, tracked))
+    let run = LiveRun {
+        sc,
+        opts: &opts,
+        seed,
+        lb: &lb,
+        stats: &stats,
+        load,
+        events: &events,
+        probe_offset: probe_start - clock.start,
+        elapsed: clock.start.elapsed().as_secs_f64(),
+        tracked: tracked.unwrap_or_default(),
+    };
+    Ok(report(run))
+}
+
+/// The members' servers: loopback backends started from the scenario's plan, or the running
+/// servers `--backends` maps them onto.
+async fn upstreams(
+    sc: &Scenario,
+    opts: &LiveOptions,
+    seed: u64,
+    members: &[MemberId],
+    clock: LiveClock,
+) -> Result<(Option<Backends>, HashMap<MemberId, SocketAddr>), LiveError> {
+    match &opts.backends {
+        Some(map) => {
+            let upstreams: HashMap<_, _> = map.iter().copied().collect();
+            if let Some(missing) = members.iter().find(|m| !upstreams.contains_key(m)) {
+                return Err(LiveError::Backends(format!(
+                    "member {missing} is not mapped (give HOST:PORT=127.0.0.1:PORT for every member)"
+                )));
+            }
+            Ok((None, upstreams))
+        }
+        None => {
+            let b = backends::start(backends::plans(sc, seed), clock)
+                .await
+                .map_err(|source| LiveError::Io { what: "starting loopback backends".into(), source })?;
+            let upstreams = b.addrs().into_iter().collect();
+            Ok((Some(b), upstreams))
+        }
+    }
+}
+
+/// The proxy's configuration: the scenario's retries and request timeout, the client-address
+/// header it trusts.
+fn proxy_config(
+    sc: &Scenario,
+    opts: &LiveOptions,
+    upstreams: HashMap<MemberId, SocketAddr>,
+    header: Option<&str>,
+) -> Result<ProxyConfig, LiveError> {
+    let mut cfg = ProxyConfig::new(upstreams);
+    cfg.header_read_timeout = opts.header_read_timeout;
+    cfg.idle_timeout = opts.idle_timeout;
+    cfg.retries = sc.traffic.retries;
+    cfg.max_connections = opts.max_connections;
+    cfg.workers = opts.workers;
+    cfg.request_timeout = Duration::from_secs_f64(sc.traffic.request_timeout_ms / 1e3);
+    cfg.client_ip_header = match header {
+        Some(h) => Some(
+            hyper::header::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|e| LiveError::Unsupported(format!("--client-ip-header `{h}`: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(cfg)
 }
 
 /// What the tracker saw: expected shares from each moment on, and the key space's moves.
 #[derive(Default)]
 struct Tracked {
     shares: Vec<(f64, Vec<(MemberId, f64)>)>,
-    remapped: f64,
-    returned: f64,
+    /// (buckets that ever moved, buckets back at the end, buckets).
+    moves: (u64, u64, u64),
 }
 
 async fn track(
@@ -237,43 +271,136 @@ async fn track(
         t.shares.push((offset + ev.at.as_secs_f64(), shares(&lb)));
         if let (Some(moves), Some(now)) = (moves.as_mut(), lb.key_space()) {
             moves.observe(&now);
-            let (moved, back, n) = moves.counts();
-            t.remapped = moved as f64 / n as f64;
-            t.returned = back as f64 / n as f64;
+            t.moves = moves.counts();
         }
     }
     t
 }
 
-fn latency(h: Option<&Histogram<u64>>) -> Latency {
-    h.map(Latency::from_micros).unwrap_or_default()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn report(
-    sc: &Scenario,
-    opts: &LiveOptions,
+/// Everything a live run leaves for its report.
+struct LiveRun<'a> {
+    sc: &'a Scenario,
+    opts: &'a LiveOptions,
     seed: u64,
-    lb: &Balancer,
-    stats: &ProxyStats,
-    load: Option<loadgen::LoadResult>,
-    events: &[HealthEvent],
+    lb: &'a Balancer,
+    stats: &'a ProxyStats,
+    load: Option<LoadResult>,
+    events: &'a [HealthEvent],
+    /// When the probes started, after the scenario's time 0.
     probe_offset: Duration,
     elapsed: f64,
-    tracked: Option<Tracked>,
-) -> Report {
-    let duration = opts.duration.map_or(elapsed, |d| d.as_secs_f64());
-    let proxied = stats.requests();
+    tracked: Tracked,
+}
+
+/// The live run's figures, assembled as the simulator's are.
+fn report(run: LiveRun<'_>) -> Report {
+    let LiveRun { sc, opts, lb, stats, .. } = run;
+    let duration = opts.duration.map_or(run.elapsed, |d| d.as_secs_f64());
     let figures = stats.members();
-    let attempts: u64 = figures.iter().map(|m| m.attempts).sum();
-    let at = |e: &HealthEvent| round6((probe_offset + e.at).as_secs_f64());
+    let members = member_runs(&run, &figures, duration);
+    // Live counts a member's failed attempts over the whole run.
+    let fault_failed = (0..sc.faults.len())
+        .map(|i| figures.iter().filter(|f| sc.plan().hits(i, f.member)).map(|f| f.failed).sum())
+        .collect();
+    let proxied = stats.requests();
+    let (requests, latency) = requests(run.load.as_ref(), &proxied);
+    let hash_keys = run.load.as_ref().map_or(0, |l| {
+        if opts.strategy == Strategy::SourceIp {
+            l.distinct_clients
+        } else {
+            l.distinct_uris
+        }
+    });
+    let total = requests.total;
+    let figures_ref = &figures;
+    let run_figures = RunFigures {
+        mode: "live",
+        strategy: opts.strategy,
+        seed: run.seed,
+        duration_s: duration,
+        requests,
+        latency,
+        members,
+        windows: figures.first().map_or(0, |f| f.timeline.len()),
+        timeline: &|w, m| figures_ref[m].timeline[w],
+        fault_failed,
+        hash_keys,
+        key_moves: run.tracked.moves,
+        channel_requests: vec![total],
+        failover: (None, None),
+        failover_failed: 0,
+        sim: None,
+    };
+    assemble(sc, std::slice::from_ref(lb), run_figures)
+}
+
+/// Each member's figures, with its health transitions from the probes' events.
+fn member_runs(run: &LiveRun<'_>, figures: &[MemberFigures], duration: f64) -> Vec<MemberRun> {
+    let (sc, lb) = (run.sc, run.lb);
+    let expected = expected_shares(lb, &run.tracked, duration);
     let initial = match lb.check() {
         None => HealthState::Unknown,
         Some(_) if sc.balancer.initial_health == crate::balancer::InitialHealth::Unhealthy => HealthState::Unhealthy,
         Some(_) => HealthState::Healthy,
     };
-    // Time-weighted expected shares.
-    let tracked = tracked.unwrap_or_default();
+    figures
+        .iter()
+        .map(|f| {
+            let mut health = vec![(0.0, initial)];
+            health.extend(
+                run.events
+                    .iter()
+                    .filter(|e| e.member == f.member)
+                    .map(|e| ((run.probe_offset + e.at).as_secs_f64(), e.state)),
+            );
+            MemberRun {
+                id: f.member,
+                channel: 0,
+                attempts: f.attempts,
+                latency: f.latency.as_ref().map(Latency::from_micros).unwrap_or_default(),
+                peak_in_flight: f.peak_in_flight,
+                health,
+                expected_share: if duration > 0.0 {
+                    expected.get(&f.member).copied().unwrap_or(0.0) / duration
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect()
+}
+
+/// The requests as the load generator saw them (with the proxy's reasons beside its own), or,
+/// without it, as the proxy counted them; and their latency.
+fn requests<'a>(load: Option<&'a LoadResult>, proxied: &'a RequestFigures) -> (Requests, Option<&'a Histogram<u64>>) {
+    match load {
+        Some(l) => {
+            let mut by = l.failed_by_reason.clone();
+            // The proxy knows why: refused, queue_full, ... (the client sees a 502/503/504).
+            for (k, v) in &proxied.by_reason {
+                by.insert(format!("proxy_{k}"), *v);
+            }
+            (
+                Requests { total: l.sent, ok: l.ok, failed: l.failed, retried: proxied.retried, failed_by_reason: by },
+                Some(&l.latency),
+            )
+        }
+        None => (
+            Requests {
+                total: proxied.total,
+                ok: proxied.ok,
+                failed: proxied.failed,
+                retried: proxied.retried,
+                failed_by_reason: proxied.by_reason.clone(),
+            },
+            proxied.latency.as_ref(),
+        ),
+    }
+}
+
+/// Each member's expected share integrated over the run (share x seconds), from the shares in
+/// force after each health transition.
+fn expected_shares(lb: &Balancer, tracked: &Tracked, duration: f64) -> HashMap<MemberId, f64> {
     let mut expected: HashMap<MemberId, f64> = HashMap::new();
     let points = if tracked.shares.is_empty() {
         vec![(0.0, lb.members().iter().map(|m| (m.member.id(), m.expected_share)).collect())]
@@ -287,133 +414,5 @@ fn report(
             *expected.entry(*m).or_insert(0.0) += s * dt;
         }
     }
-    let status: HashMap<MemberId, crate::balancer::MemberStatus> =
-        lb.members().into_iter().map(|s| (s.member.id(), s)).collect();
-    let backends: HashMap<String, &crate::sim::scenario::BackendSpec> =
-        sc.backends.iter().map(|b| (b.member.clone(), b)).collect();
-    let members: Vec<MemberReport> = figures
-        .iter()
-        .map(|f| {
-            let st = status.get(&f.member);
-            let mut health = vec![HealthPoint { at_s: 0.0, state: initial.as_str().into() }];
-            health.extend(
-                events
-                    .iter()
-                    .filter(|e| e.member == f.member)
-                    .map(|e| HealthPoint { at_s: at(e), state: e.state.as_str().into() }),
-            );
-            MemberReport {
-                member: f.member.to_string(),
-                group: st.and_then(|s| s.member.group().map(str::to_string)),
-                weight: st.map_or(0, |s| s.member.weight()),
-                backup: st.is_some_and(|s| s.member.is_backup()),
-                az: backends.get(&f.member.to_string()).and_then(|b| b.az.clone()),
-                requests: f.attempts,
-                share: if attempts > 0 { f.attempts as f64 / attempts as f64 } else { 0.0 },
-                expected_share: if duration > 0.0 {
-                    expected.get(&f.member).copied().unwrap_or(0.0) / duration
-                } else {
-                    0.0
-                },
-                latency_ms: latency(f.latency.as_ref()),
-                peak_in_flight: f.peak_in_flight,
-                health,
-            }
-        })
-        .collect();
-    let timeout = lb.check().map_or(0.0, |c| f64::from(c.timeout_s));
-    let faults = sc
-        .faults
-        .iter()
-        .map(|spec| {
-            let hit: Vec<MemberId> = match spec.kind {
-                FaultKind::AzDown => sc
-                    .backends
-                    .iter()
-                    .filter(|b| b.az.is_some() && b.az == spec.az)
-                    .filter_map(|b| MemberId::parse(&b.member))
-                    .collect(),
-                _ => spec.member.as_deref().and_then(MemberId::parse).into_iter().collect(),
-            };
-            let end = spec.detection_end(timeout);
-            let detected = events
-                .iter()
-                .filter(|e| hit.contains(&e.member) && e.state == HealthState::Unhealthy)
-                .map(|e| (e.member, at(e)))
-                .find(|&(_, t)| t >= spec.at_s && t <= end);
-            let recovered = detected.and_then(|(m, d)| {
-                events.iter().filter(|e| e.member == m && e.state == HealthState::Healthy).map(at).find(|&t| t > d)
-            });
-            let failed = figures.iter().filter(|f| hit.contains(&f.member)).map(|f| f.failed).sum();
-            FaultReport {
-                member: if spec.kind == FaultKind::AzDown { None } else { spec.member.clone() },
-                az: spec.az.clone(),
-                kind: spec.kind.as_str().into(),
-                at_s: spec.at_s,
-                until_s: spec.until_s,
-                detected_at_s: detected.map(|d| d.1),
-                recovered_at_s: recovered,
-                failed_requests: failed,
-            }
-        })
-        .collect();
-    let (requests, lat, cdf_source) = match &load {
-        Some(l) => {
-            let mut by = l.failed_by_reason.clone();
-            // The proxy knows why: refused, queue_full, ... (the client sees a 502/503/504).
-            for (k, v) in &proxied.by_reason {
-                by.insert(format!("proxy_{k}"), *v);
-            }
-            (
-                Requests { total: l.sent, ok: l.ok, failed: l.failed, retried: proxied.retried, failed_by_reason: by },
-                latency(Some(&l.latency)),
-                Some(l.latency.clone()),
-            )
-        }
-        None => (
-            Requests {
-                total: proxied.total,
-                ok: proxied.ok,
-                failed: proxied.failed,
-                retried: proxied.retried,
-                failed_by_reason: proxied.by_reason.clone(),
-            },
-            latency(proxied.latency.as_ref()),
-            proxied.latency.clone(),
-        ),
-    };
-    let hash = opts.strategy.is_hash().then(|| HashReport {
-        keys: u64::from(if opts.strategy == Strategy::SourceIp { sc.traffic.clients } else { sc.traffic.uris }),
-        remapped_on_fault: Some(round6(tracked.remapped)),
-        returned_on_recovery: Some(round6(tracked.returned)),
-        moved_off_first_choice: crate::sim::metrics::moved_off_first_choice(std::slice::from_ref(lb)),
-    });
-    let windows = figures.first().map_or(0, |f| f.timeline.len());
-    let timeline = (0..windows)
-        .map(|w| TimelineEntry {
-            t_s: round6(w as f64 * sc.timeline_step_s),
-            per_member: figures.iter().map(|f| (f.member.to_string(), f.timeline[w])).collect::<BTreeMap<_, _>>(),
-        })
-        .collect();
-    let latency_cdf = cdf_source.map(|h| latency_cdf(&h)).unwrap_or_default();
-    let fairness = Fairness::of(members.iter().map(|m| (m.share, m.expected_share)));
-    Report {
-        scenario: sc.name.clone(),
-        strategy: opts.strategy.name().into(),
-        mode: "live".into(),
-        seed,
-        duration_s: duration,
-        requests,
-        latency_ms: lat,
-        members,
-        faults,
-        hash,
-        fairness,
-        timeline,
-        endpoint_groups: Vec::new(),
-        protection_group: None,
-        sim: None,
-        balancer: sc.balancer.clone(),
-        latency_cdf,
-    }
+    expected
 }

@@ -8,13 +8,18 @@
 //! The same scenario and seed give byte-identical reports; only `sim.wall_ms` and
 //! `sim.requests_per_s` measure the machine, and `deterministic` leaves them out.
 
+pub(crate) mod assemble;
 mod engine;
 pub mod faults;
+pub(crate) mod keys;
 pub(crate) mod metrics;
 mod options_check;
+pub mod plan;
 mod queue;
 pub mod scenario;
+mod time;
 pub mod traffic;
 
 pub use engine::{run, run_until, Paused, RunOptions, SimError};
+pub use plan::{MemberPlan, Plan};
 pub use scenario::{LoadError, Scenario};

@@ -8,14 +8,23 @@
 
 use crate::balancer::{MemberId, Options, Strategy};
 use crate::model::{
-    from_value_collect, parse_text, Api, BackendServersBody, Collector, EndpointGroupBody, FieldError, Format,
-    MemberGroupsBody, Problem, ProtectionGroupBody, Validate, ValidationErrors, VpcChannel,
+    from_value_collect, parse_text, Api, BackendServersBody, Collector, FieldError, Format, MemberGroupsBody, Problem,
+    ProtectionGroupBody, Validate, ValidationErrors, VpcChannel,
 };
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
 
+use super::plan::Plan;
 use super::traffic::Traffic;
+
+mod edit;
+mod sections;
+
+pub use edit::{add_backend_servers, member_ids, upsert_member_groups};
+use sections::{
+    changes, channels, check_backends, check_fault, check_protection_azs, check_run, protection_group, server_groups,
+};
 
 /// A loaded, validated scenario.
 #[derive(Debug, Clone)]
@@ -33,6 +42,8 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     pub changes: Vec<Change>,
     pub protection_group: Option<ProtectionSpec>,
+    /// Members, backends and faults resolved once ([`Scenario::plan`]).
+    plan: Plan,
 }
 
 /// A channel and, for GA, the endpoint group it serves.
@@ -268,6 +279,12 @@ impl Scenario {
             .map_err(|errors| LoadError::Invalid { path: path.display().to_string(), errors })
     }
 
+    /// The scenario resolved into what runs it: each member with its backend and the faults that
+    /// hit it, each channel with its endpoint group's region and dial.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// Parses and validates scenario text.
     pub fn parse(text: &str, format: Format) -> Result<Scenario, ValidationErrors> {
         let value = parse_text(text, format, Api::Scenario)?;
@@ -296,166 +313,22 @@ fn seed_body<T: Validate + serde::de::DeserializeOwned>(
 }
 
 fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, ValidationErrors> {
+    // Problems in the cloud APIs' bodies (with those APIs' codes) come first, then lbsim's own.
     let mut errors: Vec<FieldError> = unknown;
     let mut own = Collector::new(Api::Scenario);
-
-    if !(raw.duration_s > 0.0 && raw.duration_s <= 86_400.0 * 365.0) {
-        own.invalid("duration_s", format!("must be above 0 (seconds), got {}", raw.duration_s));
-    }
-    if !(raw.timeline_step_s > 0.0) {
-        own.invalid("timeline_step_s", format!("must be above 0 (seconds), got {}", raw.timeline_step_s));
-    } else if raw.duration_s / raw.timeline_step_s > 100_000.0 {
-        own.invalid("timeline_step_s", "gives more than 100000 timeline windows; use a larger step");
-    }
-    let strategies = match &raw.strategies {
-        None => Strategy::ALL.to_vec(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, v) in list.iter().enumerate() {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                match text.parse::<Strategy>() {
-                    Ok(s) if !out.contains(&s) => out.push(s),
-                    Ok(_) => own.push(Problem::Conflict, format!("strategies[{i}]"), "listed twice"),
-                    Err(e) => own.invalid(format!("strategies[{i}]"), e),
-                }
-            }
-            if out.is_empty() && list.is_empty() {
-                own.missing("strategies");
-            }
-            out
-        }
-    };
-    if let Some(p) = raw.balancer.panic_threshold {
-        if !(1..=100).contains(&p) {
-            own.invalid("balancer.panic_threshold", format!("must be within 1-100 (percent), got {p}"));
-        }
-    }
-    if let Some(bits) = raw.balancer.hash_table_bits {
-        if !(12..=24).contains(&bits) {
-            own.invalid("balancer.hash_table_bits", format!("must be within 12-24, got {bits}"));
-        }
-    }
-    super::options_check::check(&raw.balancer, &mut own);
-    raw.traffic.check(&mut own, "traffic");
-
-    // Channels: one [channel], or one per [[endpoint_groups]].
-    let mut channels = Vec::new();
-    match (&raw.channel, raw.endpoint_groups.is_empty()) {
-        (Some(_), false) => own.push(
-            Problem::Conflict,
-            "endpoint_groups",
-            "a scenario has either a [channel] or [[endpoint_groups]] (each with its channel), not both",
-        ),
-        (None, true) => own.missing("channel"),
-        _ => {}
-    }
-    if let Some(v) = raw.channel.clone() {
-        if let Some(channel) = seed_body::<VpcChannel>(v, "channel", &mut errors) {
-            channels.push(ChannelSpec { channel, endpoint_group: None });
-        }
-    }
-    for (i, eg) in raw.endpoint_groups.into_iter().enumerate() {
-        let path = format!("endpoint_groups[{i}]");
-        let group = seed_body::<EndpointGroupBody>(
-            serde_json::json!({ "endpoint_group": eg.endpoint_group }),
-            &path,
-            &mut errors,
-        );
-        let channel = seed_body::<VpcChannel>(eg.channel, &format!("{path}.channel"), &mut errors);
-        if let (Some(g), Some(c)) = (group, channel) {
-            channels.push(ChannelSpec { channel: c, endpoint_group: Some(g.endpoint_group) });
-        }
-    }
-
-    // ZStack server groups add members to the [channel].
-    for (i, sg) in raw.server_groups.into_iter().enumerate() {
-        let path = format!("server_groups[{i}]");
-        if sg.uuid.trim().is_empty() {
-            own.missing(format!("{path}.uuid"));
-        }
-        if let Some(body) =
-            seed_body::<BackendServersBody>(sg.backendservers, &format!("{path}.backendservers"), &mut errors)
-        {
-            match channels.first_mut() {
-                Some(spec) if spec.endpoint_group.is_none() => add_backend_servers(&mut spec.channel, &body),
-                _ => own.push(Problem::Conflict, path, "server groups add members to the [channel], which is missing"),
-            }
-        }
-    }
-
-    let changes = raw
-        .changes
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let path = format!("changes[{i}]");
-            if !(c.at_s >= 0.0) {
-                own.invalid(format!("{path}.at_s"), format!("must be 0 or more, got {}", c.at_s));
-            }
-            let given = [c.member_groups.is_some(), c.backendservers.is_some(), c.channel.is_some()];
-            if given.iter().filter(|&&g| g).count() != 1 {
-                own.push(Problem::Conflict, path.clone(), "give exactly one of member_groups, backendservers, channel");
-                return None;
-            }
-            let what = if let Some(v) = c.member_groups {
-                let body =
-                    seed_body::<MemberGroupsBody>(serde_json::json!({ "member_groups": v }), &path, &mut errors)?;
-                ChangeKind::MemberGroups(body)
-            } else if let Some(v) = c.backendservers {
-                ChangeKind::BackendServers(seed_body(v, &format!("{path}.backendservers"), &mut errors)?)
-            } else {
-                ChangeKind::Channel(Box::new(seed_body(c.channel?, &format!("{path}.channel"), &mut errors)?))
-            };
-            Some(Change { at_s: c.at_s, what })
-        })
-        .collect::<Vec<_>>();
-
-    let protection_group = raw.protection_group.and_then(|p| {
-        if !(p.failover_s >= 0.0) {
-            own.invalid("protection_group.failover_s", format!("must be 0 or more, got {}", p.failover_s));
-        }
-        let body = seed_body::<ProtectionGroupBody>(
-            serde_json::json!({ "server_group": p.server_group }),
-            "protection_group",
-            &mut errors,
-        )?;
-        Some(ProtectionSpec { body, failover_s: p.failover_s })
-    });
-
+    let strategies = check_run(&raw, &mut own);
+    let mut channels = channels(raw.channel, raw.endpoint_groups, &mut own, &mut errors);
+    server_groups(raw.server_groups, &mut channels, &mut own, &mut errors);
+    let changes = changes(raw.changes, &mut own, &mut errors);
+    let protection_group = protection_group(raw.protection_group, &mut own, &mut errors);
     let members: Vec<MemberId> = channels.iter().flat_map(|c| member_ids(&c.channel)).collect();
-    for (i, b) in raw.backends.iter().enumerate() {
-        let path = format!("backends[{i}]");
-        check_member_ref(&mut own, &format!("{path}.member"), &b.member, &members);
-        if !(b.speed > 0.0 && b.speed.is_finite()) {
-            own.invalid(format!("{path}.speed"), format!("must be above 0, got {}", b.speed));
-        }
-        if b.max_in_flight == 0 {
-            own.invalid(format!("{path}.max_in_flight"), "must be at least 1");
-        }
-        if raw.backends[..i].iter().any(|o| o.member == b.member) {
-            own.push(Problem::Conflict, format!("{path}.member"), format!("`{}` is described twice", b.member));
-        }
-    }
+    check_backends(&raw.backends, &members, &mut own);
     let azs: Vec<&str> = raw.backends.iter().filter_map(|b| b.az.as_deref()).collect();
     for (i, f) in raw.faults.iter().enumerate() {
         check_fault(&mut own, &format!("faults[{i}]"), f, &members, &azs, raw.duration_s);
     }
     if let Some(p) = &protection_group {
-        for (field, az) in [
-            ("source_availability_zone", &p.body.server_group.source_availability_zone),
-            ("target_availability_zone", &p.body.server_group.target_availability_zone),
-        ] {
-            if !azs.contains(&az.as_str()) {
-                own.push(
-                    Problem::NotFound,
-                    format!("protection_group.server_group.{field}"),
-                    format!("no member is placed in `{az}` (set `az` in [[backends]])"),
-                );
-            }
-        }
+        check_protection_azs(p, &azs, &mut own);
     }
     // Member identities must be unique across endpoint groups.
     for (i, m) in members.iter().enumerate() {
@@ -468,7 +341,9 @@ fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, Validat
     if !errors.is_empty() {
         return Err(ValidationErrors { errors });
     }
+    let plan = Plan::new(&channels, &raw.backends, &raw.faults);
     Ok(Scenario {
+        plan,
         name: raw.name,
         seed: raw.seed,
         duration_s: raw.duration_s,
@@ -482,93 +357,4 @@ fn build(raw: RawScenario, unknown: Vec<FieldError>) -> Result<Scenario, Validat
         changes,
         protection_group,
     })
-}
-
-fn check_member_ref(c: &mut Collector, path: &str, member: &str, members: &[MemberId]) {
-    match MemberId::parse(member) {
-        Some(id) if members.contains(&id) => {}
-        Some(_) => c.push(Problem::NotFound, path, format!("`{member}` is not a member of the scenario's channels")),
-        None => c.invalid(path, format!("`{member}` is not `host:port`")),
-    }
-}
-
-fn check_fault(c: &mut Collector, path: &str, f: &FaultSpec, members: &[MemberId], azs: &[&str], duration: f64) {
-    match (f.kind, &f.member, &f.az) {
-        (FaultKind::AzDown, _, None) => c.missing(format!("{path}.az")),
-        (FaultKind::AzDown, Some(_), _) => {
-            c.push(Problem::Conflict, format!("{path}.member"), "an az_down fault names an `az`, not a member")
-        }
-        (FaultKind::AzDown, None, Some(az)) if !azs.contains(&az.as_str()) => c.push(
-            Problem::NotFound,
-            format!("{path}.az"),
-            format!("no member is placed in `{az}` (set `az` in [[backends]])"),
-        ),
-        (FaultKind::AzDown, None, Some(_)) => {}
-        (_, None, _) => c.missing(format!("{path}.member")),
-        (_, Some(_), Some(_)) => c.push(Problem::Conflict, format!("{path}.az"), "only az_down faults name an `az`"),
-        (_, Some(m), None) => check_member_ref(c, &format!("{path}.member"), m, members),
-    }
-    if !(f.at_s >= 0.0 && f.at_s <= duration) {
-        c.invalid(format!("{path}.at_s"), format!("must be within 0-{duration} (the run), got {}", f.at_s));
-    }
-    if let Some(u) = f.until_s {
-        if !(u > f.at_s) {
-            c.invalid(format!("{path}.until_s"), format!("must be after at_s ({}), got {u}", f.at_s));
-        }
-    }
-    let need = |c: &mut Collector, field: &str, v: Option<f64>, ok: &dyn Fn(f64) -> bool, what: &str| match v {
-        None => c.missing(format!("{path}.{field}")),
-        Some(x) if !ok(x) => c.invalid(format!("{path}.{field}"), format!("{what}, got {x}")),
-        _ => {}
-    };
-    match f.kind {
-        FaultKind::Slow => need(c, "factor", f.factor, &|x| x > 0.0 && x.is_finite(), "must be above 0"),
-        FaultKind::Errors => need(c, "rate", f.rate, &|x| (0.0..=1.0).contains(&x), "must be within 0-1"),
-        FaultKind::Flap => need(c, "period_s", f.period_s, &|x| x > 0.0 && x.is_finite(), "must be above 0"),
-        _ => {}
-    }
-    let extra = [
-        ("factor", f.factor.is_some() && f.kind != FaultKind::Slow),
-        ("rate", f.rate.is_some() && f.kind != FaultKind::Errors),
-        ("period_s", f.period_s.is_some() && f.kind != FaultKind::Flap),
-    ];
-    for (field, bad) in extra {
-        if bad {
-            c.invalid(format!("{path}.{field}"), format!("does not apply to a `{}` fault", f.kind.as_str()));
-        }
-    }
-}
-
-/// Member identities of a channel, in member order ([`MemberId::of`]).
-pub fn member_ids(ch: &VpcChannel) -> Vec<MemberId> {
-    ch.members.iter().map(|m| MemberId::of(ch, m)).collect()
-}
-
-/// Adds a ZStack backendservers body's servers and NICs to a channel as members (weights given
-/// as strings). A member that already exists takes the new weight.
-pub fn add_backend_servers(ch: &mut VpcChannel, body: &BackendServersBody) {
-    let entries = body.params.servers.iter().chain(body.params.vm_nics.iter());
-    for entry in entries {
-        for (host, weight) in entry {
-            let weight = weight.trim().parse::<i64>().unwrap_or(1);
-            match ch.members.iter_mut().find(|m| m.host.as_deref() == Some(host.as_str()) && m.port.unwrap_or(0) == 0) {
-                Some(m) => m.weight = Some(weight),
-                None => ch.members.push(crate::model::MemberInfo {
-                    host: Some(host.clone()),
-                    weight: Some(weight),
-                    ..Default::default()
-                }),
-            }
-        }
-    }
-}
-
-/// Upserts member groups into a channel by name (the first definition in the body wins).
-pub fn upsert_member_groups(ch: &mut VpcChannel, body: &MemberGroupsBody) {
-    for g in body.effective() {
-        match ch.member_groups.iter_mut().find(|e| e.member_group_name == g.member_group_name) {
-            Some(existing) => *existing = g.clone(),
-            None => ch.member_groups.push(g.clone()),
-        }
-    }
 }

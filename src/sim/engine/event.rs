@@ -42,6 +42,15 @@ const FAILOVER_DONE: u64 = 9;
 const TICK: u64 = 10;
 
 impl Ev {
+    /// [`Ev::Arrival`], packed.
+    pub(crate) const ARRIVAL: u64 = ARRIVAL;
+
+    /// Whether a packed event is an arrival (as [`Ev::unpack`] reads it).
+    #[inline]
+    pub(crate) fn is_arrival(x: u64) -> bool {
+        matches!(Ev::unpack(x), Ev::Arrival)
+    }
+
     /// Tag in bits 0-7; a slot in bits 8-31 and its generation in 32-63, or an index in 32-63.
     /// A slot must be below [`MAX_SLOTS`] (the engine refuses to open more attempts).
     #[inline]

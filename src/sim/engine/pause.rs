@@ -5,9 +5,10 @@
 //! run handles an arrival after everything else at its moment). What a request arriving at S would find is then
 //! exactly what [`Paused`] shows.
 
-use super::{balancers, secs, us, Engine, Ev, RunOptions, SimError};
+use super::{balancers, Engine, Ev, RunOptions, SimError};
 use crate::balancer::MemberId;
 use crate::health::HealthState;
+use crate::sim::time::{secs, us};
 use crate::sim::Scenario;
 use crate::Balancer;
 
@@ -46,7 +47,7 @@ pub fn run_until<R>(
     e.start();
     let stop = us(at_s);
     while let Some((t, ev)) = e.peek() {
-        if t > stop || (t == stop && matches!(ev, Ev::Arrival)) {
+        if t > stop || (t == stop && Ev::is_arrival(ev)) {
             break;
         }
         e.pop();
@@ -58,7 +59,6 @@ pub fn run_until<R>(
         }
     }
     let health = e.backends.iter().enumerate().map(|(m, b)| (b.id, e.m.health_of(m as u32).to_vec())).collect();
-    let paused =
-        Paused { at_s, balancers: &lbs, health, failover: (e.failover.started.map(secs), e.failover.done.map(secs)) };
+    let paused = Paused { at_s, balancers: &lbs, health, failover: e.cloud.failover_times() };
     Ok(inspect(&paused))
 }
